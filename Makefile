@@ -1,0 +1,31 @@
+# make test    set everything up and run the whole test suite (what CI runs)
+# make verify  set everything up and run the checklist verification against the embedded service
+# make bench   run the benchmarks against their anchors and print the ratios
+
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: test verify bench lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q tests
+
+verify: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/checklist_snippets.sh
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py
+
+lint: $(STAMP)
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info

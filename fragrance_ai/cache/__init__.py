@@ -1,0 +1,5 @@
+"""Caches."""
+
+from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+
+__all__ = ["LRUCacheWithTTL"]

@@ -1,0 +1,1 @@
+"""LLM-facing guards: JSON hard guard, circuit breakers, mode controller, backends, ensemble, health."""

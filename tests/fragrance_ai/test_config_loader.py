@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from fragrance_ai import cli
+from fragrance_ai.config_loader import (
+    ConfigError,
+    default_config_path,
+    get_config,
+    load_config,
+    load_config_text,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str, name: str = "cfg.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def issues_of(path: Path) -> list[tuple[int | None, str, str]]:
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    for issue in info.value.issues:
+        assert issue.file == str(path)
+    return [(i.line, i.key, i.message) for i in info.value.issues]
+
+
+def test_default_config_has_the_checklist_values() -> None:
+    config = load_config(default_config_path())
+    assert config.llm.json_guard_enabled is True
+    assert config.llm.max_retries == 3
+    assert config.llm.backoff_base == 1.0
+    assert config.llm.jitter == 0.5
+    assert config.llm.fallback_enabled is True
+    assert config.json_guard.strict_schema is True
+    cb = config.circuit_breaker
+    assert (cb.enabled, cb.auto_downshift) == (True, True)
+    assert (cb.failure_threshold, cb.success_threshold, cb.timeout, cb.half_open_requests) == (0.5, 5, 60, 3)
+    assert cb.for_model("qwen").failure_threshold == 0.4
+    assert cb.for_model("mistral").failure_threshold == 0.5
+    assert cb.for_model("llama").failure_threshold == 0.5
+    assert cb.for_model("qwen").timeout == 60  # overrides change only what they name
+    assert (config.cache.max_size, config.cache.ttl_seconds, config.cache.cleanup_interval) == (1000, 600, 60)
+    assert config.cache.eviction_policy == "lru"
+    assert config.model_names == ("qwen", "mistral", "llama")
+    assert config.modes["creative"].models == ("qwen", "mistral", "llama")
+    assert config.mode_controller.initial_mode == "creative"
+    assert config.health_check.timeout == 10
+
+
+def test_repo_config_is_the_packaged_default() -> None:
+    assert (REPO / "configs" / "llm_ensemble.yaml").read_text() == default_config_path().read_text()
+
+
+def test_search_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    explicit = write(tmp_path, "cache: {max_size: 11}\n", "explicit.yaml")
+    env = write(tmp_path, "cache: {max_size: 22}\n", "env.yaml")
+    (tmp_path / "configs").mkdir()
+    write(tmp_path, "cache: {max_size: 33}\n", "configs/llm_ensemble.yaml")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("FRAGRANCE_AI_CONFIG", str(env))
+    assert get_config(explicit).cache.max_size == 11
+    assert get_config().cache.max_size == 22
+    monkeypatch.delenv("FRAGRANCE_AI_CONFIG")
+    assert get_config().cache.max_size == 33
+    (tmp_path / "configs" / "llm_ensemble.yaml").unlink()
+    assert get_config().source == str(default_config_path())
+
+
+def test_missing_keys_take_checklist_defaults(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, "cache: {ttl_seconds: 30}\n"))
+    assert config.cache.ttl_seconds == 30
+    assert config.cache.max_size == 1000
+    assert config.model_names == ("qwen", "mistral", "llama")
+    assert config.modes["fast"].models == ("qwen", "mistral", "llama")
+
+
+def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        cache:
+          max_size: 10
+          max_sise: 20
+        """,
+    )
+    [(line, key, message)] = issues_of(path)
+    assert (line, key) == (3, "cache.max_sise")
+    assert "unknown key" in message and "max_size" in message
+
+
+def test_unknown_section(tmp_path: Path) -> None:
+    [(line, key, _)] = issues_of(write(tmp_path, "json_gaurd: {enabled: true}\n"))
+    assert (line, key) == (1, "json_gaurd")
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "needle"),
+    [
+        ("json_guard:\n  max_retries: -1\n", "json_guard.max_retries", ">= 0"),
+        ("json_guard:\n  max_retries: three\n", "json_guard.max_retries", "expected an integer"),
+        ("json_guard:\n  enabled: 'yes'\n", "json_guard.enabled", "true or false"),
+        ("json_guard:\n  max_retries: true\n", "json_guard.max_retries", "expected an integer"),
+        ("circuit_breaker:\n  failure_threshold: 0\n", "circuit_breaker.failure_threshold", "(0, 1]"),
+        ("circuit_breaker:\n  failure_threshold: 1.2\n", "circuit_breaker.failure_threshold", "(0, 1]"),
+        ("circuit_breaker:\n  models:\n    qwen: {failure_threshold: 2}\n", "circuit_breaker.models.qwen.failure_threshold", "(0, 1]"),
+        ("cache:\n  ttl_seconds: 0\n", "cache.ttl_seconds", "> 0"),
+        ("cache:\n  ttl_seconds: -5\n", "cache.ttl_seconds", "> 0"),
+        ("cache:\n  max_size: 0\n", "cache.max_size", ">= 1"),
+        ("cache:\n  eviction_policy: fifo\n", "cache.eviction_policy", "one of lru"),
+        ("health_check:\n  timeout: .nan\n", "health_check.timeout", "finite"),
+    ],
+)
+def test_wrong_type_or_range(tmp_path: Path, yaml_text: str, key: str, needle: str) -> None:
+    issues = issues_of(write(tmp_path, yaml_text))
+    assert [(k, needle in m) for _, k, m in issues] == [(key, True)], issues
+    assert issues[0][0] == yaml_text.count("\n")  # the offending value's line
+
+
+def test_mode_naming_an_unknown_model(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        modes:
+          creative:
+            models:
+              - qwen
+              - gpt4
+        """,
+    )
+    [(line, key, message)] = issues_of(path)
+    assert (line, key) == (5, "modes.creative.models[1]")
+    assert "unknown model 'gpt4'" in message and "qwen, mistral, llama" in message
+
+
+def test_breaker_override_for_unknown_model(tmp_path: Path) -> None:
+    [(line, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  models:\n    gpt: {timeout: 3}\n"))
+    assert (line, key) == (3, "circuit_breaker.models.gpt")
+    assert "unknown model" in message
+
+
+def test_openai_backend_needs_base_url(tmp_path: Path) -> None:
+    [(_, key, _)] = issues_of(write(tmp_path, "llm:\n  models:\n    qwen: {backend: openai}\n"))
+    assert key == "llm.models.qwen.base_url"
+
+
+def test_minimum_calls_above_window(tmp_path: Path) -> None:
+    [(_, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  window_size: 5\n  minimum_calls: 6\n"))
+    assert key == "circuit_breaker.minimum_calls" and "window_size" in message
+
+
+def test_duplicate_keys_are_errors_not_overwrites(tmp_path: Path) -> None:
+    [(line, key, message)] = issues_of(write(tmp_path, "cache:\n  max_size: 10\n  max_size: 11\n"))
+    assert (line, key, message) == (3, "cache.max_size", "duplicate key")
+
+
+def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """\
+        json_guard:
+          max_retries: -1
+        cache:
+          ttl_seconds: 0
+          colour: red
+        """,
+    )
+    assert [(line, key) for line, key, _ in issues_of(path)] == [
+        (2, "json_guard.max_retries"),
+        (4, "cache.ttl_seconds"),
+        (5, "cache.colour"),
+    ]
+
+
+def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
+    [(line, key, message)] = issues_of(write(tmp_path, "cache:\n  max_size: [1\njson_guard: {}\n"))
+    assert line is not None and key == "" and message.startswith("invalid YAML")
+
+
+def test_non_mapping_top_level_and_missing_file(tmp_path: Path) -> None:
+    [(_, _, message)] = issues_of(write(tmp_path, "- a\n- b\n"))
+    assert "mapping of sections" in message
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_error_text_names_file_line_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "cache:\n  ttl_seconds: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}:2: cache.ttl_seconds: must be a finite number > 0, found 0"
+
+
+def test_with_overrides_deep_merges_and_revalidates() -> None:
+    base = load_config_text("cache:\n  max_size: 50\n", "base.yaml")
+    merged = base.with_overrides({"cache": {"ttl_seconds": 5}, "circuit_breaker": {"models": {"qwen": {"timeout": 2}}}})
+    assert (merged.cache.max_size, merged.cache.ttl_seconds) == (50, 5)
+    assert merged.circuit_breaker.for_model("qwen").timeout == 2
+    assert base.cache.ttl_seconds == 600  # the original is untouched
+    with pytest.raises(ConfigError, match="cache.ttl_seconds"):
+        base.with_overrides({"cache": {"ttl_seconds": 0}})
+
+
+def test_check_config_cli_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["check-config", str(default_config_path())]) == 0
+    out = capsys.readouterr().out
+    assert "failure_threshold: 0.4" in out and "ttl_seconds: 600" in out
+
+
+def test_check_config_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "json_guard:\n  max_retries: -1\ncache:\n  ttl_seconds: 0\n")
+    assert cli.main(["check-config", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "2 error(s)" in captured.err
+    assert f"{path}:2: json_guard.max_retries" in captured.err
+    assert f"{path}:4: cache.ttl_seconds" in captured.err
+    assert "Traceback" not in captured.err
