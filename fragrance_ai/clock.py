@@ -7,15 +7,31 @@ Guards never call ``time.time()``; they take ``clock=`` (monotonic seconds) and,
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-__all__ = ["Clock", "SleepFn", "AsyncSleepFn", "VirtualClock", "monotonic"]
+__all__ = ["Clock", "SleepFn", "AsyncSleepFn", "AsyncTimeoutFn", "VirtualClock", "monotonic"]
 
 Clock = Callable[[], float]
 SleepFn = Callable[[float], None]
 AsyncSleepFn = Callable[[float], Awaitable[None]]
+#: ``asyncio.timeout``'s shape: ``async with atimeout(seconds):`` cancels the body past the deadline
+AsyncTimeoutFn = Callable[[float], AbstractAsyncContextManager[object]]
+
+
+class _VirtualDeadline(BaseException):
+    """Raised inside a virtual ``timeout`` block when a virtual sleep would pass its deadline.
+
+    A BaseException, like ``asyncio.CancelledError``, so that a broad ``except Exception`` in the code
+    under the deadline cannot swallow it.
+    """
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(deadline)
+        self.deadline = deadline
 
 
 def monotonic() -> float:
@@ -29,12 +45,13 @@ class VirtualClock:
     Thread-safe. Call the instance (or ``now()``) to read it.
     """
 
-    __slots__ = ("_now", "_lock", "_listeners", "slept")
+    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "slept")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[float], None]] = []
+        self._deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
         #: every sleep requested through ``sleep``/``asleep``, in order (tests assert on backoff waits)
         self.slept: list[float] = []
 
@@ -66,10 +83,36 @@ class VirtualClock:
         self.advance(max(0.0, seconds))
 
     async def asleep(self, seconds: float) -> None:
-        """An ``asyncio.sleep`` stand-in: advances virtual time, then yields to the loop once."""
+        """An ``asyncio.sleep`` stand-in: advances virtual time, then yields to the loop once.
+
+        Inside a :meth:`timeout` block, a sleep that would pass the deadline advances only to the
+        deadline and ends the block with ``TimeoutError``, as a real cancellation would.
+        """
         self.slept.append(seconds)
+        deadline = self._deadline.get()
+        if deadline is not None and self._now + max(0.0, seconds) > deadline:
+            self.advance(max(0.0, deadline - self._now))
+            raise _VirtualDeadline(deadline)
         self.advance(max(0.0, seconds))
         await asyncio.sleep(0)
+
+    def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
+        """``asyncio.timeout`` in virtual time: the body is cut off when virtual sleeps pass the deadline."""
+        return self._timeout(seconds)
+
+    @asynccontextmanager
+    async def _timeout(self, seconds: float) -> AsyncIterator[object]:
+        deadline = self._now + seconds
+        outer = self._deadline.get()
+        token = self._deadline.set(deadline if outer is None else min(outer, deadline))
+        try:
+            yield self
+        except _VirtualDeadline as exc:
+            if exc.deadline < deadline:
+                raise  # an outer block's earlier deadline: let it end that block
+            raise TimeoutError(f"virtual timeout after {seconds:g}s") from None
+        finally:
+            self._deadline.reset(token)
 
     def __repr__(self) -> str:
         return f"VirtualClock(now={self._now!r})"

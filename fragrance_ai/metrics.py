@@ -157,19 +157,19 @@ def _guard_metrics(guard: _Guard) -> Iterator[Metric]:
     failures = CounterMetricFamily(
         "llm_json_parse_failures", "LLM answers rejected by the JSON guard.", labels=["reason"]
     )
-    by_reason = dict(snap["parse_failures"])
+    by_reason = dict(snap.parse_failures)
     for reason in JSON_FAILURE_REASONS:
         failures.add_metric([reason], by_reason.pop(reason, 0))
     for reason, count in sorted(by_reason.items()):
         failures.add_metric([reason], count)
     yield failures
     yield CounterMetricFamily(
-        "llm_json_fallback_used", "Guarded calls answered with the fallback.", value=snap["fallbacks_total"]
+        "llm_json_fallback_used", "Guarded calls answered with the fallback.", value=snap.fallbacks_total
     )
     yield CounterMetricFamily(
-        "llm_json_guard_requests", "Calls through the JSON guard.", value=snap["requests_total"]
+        "llm_json_guard_requests", "Calls through the JSON guard.", value=snap.requests_total
     )
-    histogram: list[int] = list(snap["retry_histogram"])
+    histogram: list[int] = list(snap.retry_histogram)
     buckets: list[tuple[str, float]] = []
     cumulative = 0
     for retries, count in enumerate(histogram):
@@ -180,7 +180,7 @@ def _guard_metrics(guard: _Guard) -> Iterator[Metric]:
         "llm_json_retry_count",
         "Re-asks needed per guarded call.",
         buckets=buckets,
-        sum_value=snap["retries_total"],
+        sum_value=snap.retries_total,
     )
 
 

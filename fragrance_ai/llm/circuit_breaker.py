@@ -1,0 +1,549 @@
+"""Per-model circuit breakers judged on a sliding-window failure rate, and the manager that downshifts the mode.
+
+A :class:`CircuitBreaker` wraps calls to one model (``call`` / ``acall``). It opens when more than
+``failure_threshold`` of the last ``window_size`` completed calls failed, rejects calls while open,
+lets ``half_open_requests`` trial calls through at once after ``timeout`` seconds, and closes again
+after ``success_threshold`` successes. :class:`LLMCircuitBreakerManager` builds one breaker per
+configured model and downshifts the ONE shared :class:`ModeController` whenever any of them opens.
+
+What this module must not do: read wall time (time comes from the injected ``clock``), hold its lock
+across the guarded call or a listener, create a ModeController behind the caller's back, or talk to
+prometheus_client (the metrics collector reads the plain counters documented on the class).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
+
+from fragrance_ai.clock import Clock, monotonic
+from fragrance_ai.llm.mode_controller import ModeController
+
+if TYPE_CHECKING:
+    from fragrance_ai.config_loader import Config
+
+__all__ = [
+    "CLOSED",
+    "OPEN",
+    "HALF_OPEN",
+    "BreakerListener",
+    "CircuitBreaker",
+    "CircuitBreakerOpenError",
+    "FailureRateWindow",
+    "LLMCircuitBreakerManager",
+]
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+
+# outcomes of one guarded call, as _after_call sees them
+_SUCCESS: Final = 0
+_FAILURE: Final = 1
+_IGNORED: Final = 2  # neither: an exception is_failure rejected, or cancellation (BaseException)
+
+#: called as ``listener(breaker, old_state, new_state)`` after every transition, outside the breaker's lock
+BreakerListener = Callable[["CircuitBreaker", str, str], None]
+
+
+class CircuitBreakerOpenError(Exception):
+    """A call was rejected without being made: the model's breaker is open (or half-open and full)."""
+
+    def __init__(self, model: str, retry_after: float, state: str = OPEN, detail: str = "") -> None:
+        super().__init__(model, retry_after)
+        self.model = model
+        #: seconds until the breaker will admit a trial call again (0 when only the half-open slots are busy)
+        self.retry_after = retry_after
+        self.state = state
+        self.detail = detail
+
+    def __str__(self) -> str:
+        # built on demand: rejections are frequent while open, and most are never printed
+        detail = f": {self.detail}" if self.detail else ""
+        return (
+            f"circuit breaker for model {self.model!r} is {self.state.replace('_', '-')}{detail}; "
+            f"call not made, retry after {self.retry_after:.1f}s"
+        )
+
+
+class FailureRateWindow:
+    """The outcomes (failed or not) of the last ``size`` calls in a fixed ring, with a running failure count.
+
+    ``record`` is O(1): the oldest outcome drops out as the newest comes in.
+    """
+
+    __slots__ = ("size", "_ring", "_next", "count", "failures")
+
+    def __init__(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"window size must be an int >= 1; got {size!r}")
+        self.size: Final = size
+        self._ring = [False] * size
+        self._next = 0
+        #: outcomes currently in the window (<= size)
+        self.count = 0
+        #: failures currently in the window
+        self.failures = 0
+
+    def record(self, failed: bool) -> None:
+        """Add one outcome, dropping the oldest once the window is full."""
+        i = self._next
+        if self.count == self.size:
+            if self._ring[i]:
+                self.failures -= 1
+        else:
+            self.count += 1
+        self._ring[i] = failed
+        if failed:
+            self.failures += 1
+        i += 1
+        self._next = 0 if i == self.size else i
+
+    @property
+    def rate(self) -> float:
+        """Failures / outcomes in the window (0.0 when empty)."""
+        return self.failures / self.count if self.count else 0.0
+
+    def reset(self) -> None:
+        """Forget every outcome."""
+        self._ring = [False] * self.size
+        self._next = self.count = self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"FailureRateWindow(size={self.size}, count={self.count}, failures={self.failures})"
+
+
+def _default_is_failure(exc: BaseException) -> bool:
+    return True
+
+
+def _check_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    return value
+
+
+class CircuitBreaker:
+    """A circuit breaker for one model: closed -> open on a high failure rate, half-open trials, closed again.
+
+    * closed: every call goes through; its outcome enters a sliding window of the last ``window_size``
+      calls. When a failure is recorded, the window holds >= ``minimum_calls`` outcomes and the failure
+      rate is strictly above ``failure_threshold``, the breaker opens.
+    * open: calls are rejected with :class:`CircuitBreakerOpenError` (the function is not called).
+      Once ``timeout`` seconds have passed since it opened (``>=``), the breaker is half-open; this is
+      decided lazily, whenever the state is read or a call arrives.
+    * half_open: at most ``half_open_requests`` calls in flight at once; the rest are rejected.
+      Any failure reopens with a fresh timeout; ``success_threshold`` successes close it with an empty window.
+
+    What counts: an ``Exception`` for which ``is_failure(exc)`` is true is a failure (default: every
+    Exception). Any other exception, and cancellation (``asyncio.CancelledError``, ``KeyboardInterrupt``,
+    any non-Exception ``BaseException``), is *ignored*: neither failure nor success, it only frees its
+    half-open slot. The exception always propagates unchanged.
+
+    Every transition starts a new generation; an outcome of a call admitted in an earlier generation
+    (say a slow call started while closed that fails after the breaker went half-open) moves the
+    counters but not the window or the half-open tally.
+
+    With ``enabled=False`` the breaker never opens: calls pass through and are still counted.
+
+    Counters (plain ints, read at scrape time): ``requests_total`` calls admitted (counted when they
+    finish, so in-flight calls are not in it yet), ``failures_total`` admitted calls that failed,
+    ``rejected_total`` calls rejected unmade, ``opened_total`` transitions to open.
+    """
+
+    __slots__ = (
+        "model",
+        "failure_threshold",
+        "success_threshold",
+        "timeout",
+        "half_open_requests",
+        "window_size",
+        "minimum_calls",
+        "enabled",
+        "is_failure",
+        "requests_total",
+        "failures_total",
+        "rejected_total",
+        "opened_total",
+        "_clock",
+        "_lock",
+        "_listeners",
+        "_state",
+        "_generation",
+        "_window",
+        "_opened_at",
+        "_in_flight",
+        "_trial_successes",
+    )
+
+    def __init__(
+        self,
+        failure_threshold: float = 0.5,
+        success_threshold: int = 5,
+        timeout: float = 60,
+        half_open_requests: int = 3,
+        *,
+        window_size: int = 20,
+        minimum_calls: int = 10,
+        model: str = "default",
+        clock: Clock | None = None,
+        is_failure: Callable[[BaseException], bool] | None = None,
+        listeners: Iterable[BreakerListener] = (),
+        enabled: bool = True,
+    ) -> None:
+        if (
+            isinstance(failure_threshold, bool)
+            or not isinstance(failure_threshold, (int, float))
+            or not 0 < failure_threshold <= 1
+        ):
+            raise ValueError(f"failure_threshold must be a rate in (0, 1]; got {failure_threshold!r}")
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
+            raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+        _check_int("success_threshold", success_threshold)
+        _check_int("half_open_requests", half_open_requests)
+        _check_int("window_size", window_size)
+        _check_int("minimum_calls", minimum_calls)
+        if minimum_calls > window_size:
+            raise ValueError(
+                f"minimum_calls must be <= window_size ({window_size}); got {minimum_calls}: "
+                "the failure rate could never be judged"
+            )
+        self.model = model
+        self.failure_threshold = failure_threshold
+        self.success_threshold = success_threshold
+        self.timeout = timeout
+        self.half_open_requests = half_open_requests
+        self.window_size = window_size
+        self.minimum_calls = minimum_calls
+        self.enabled = enabled
+        self.is_failure: Callable[[BaseException], bool] = is_failure or _default_is_failure
+        self.requests_total = 0
+        self.failures_total = 0
+        self.rejected_total = 0
+        self.opened_total = 0
+        self._clock: Clock = clock if clock is not None else monotonic
+        self._lock = threading.Lock()
+        self._listeners: list[BreakerListener] = list(listeners)
+        self._state: str = CLOSED
+        self._generation = 0
+        self._window = FailureRateWindow(window_size)
+        self._opened_at = 0.0
+        self._in_flight = 0  # half-open trial calls admitted and not finished
+        self._trial_successes = 0  # successes since the breaker went half-open
+
+    # ------------------------------------------------------------------------------------ the API
+
+    def call(self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Call ``func(*args, **kwargs)`` through the breaker; raises CircuitBreakerOpenError instead when open."""
+        # _before_call's closed fast path, inlined (this runs on every request): no lock, no clock.
+        # Reading the generation BEFORE the state makes it safe: if a transition slips in between, the
+        # token is stale and the outcome only moves the counters.
+        token = self._generation
+        if self._state is not CLOSED:
+            token = self._before_call()
+        try:
+            result = func(*args, **kwargs)
+        except BaseException as exc:
+            self._after_call(token, self._classify(exc))
+            raise
+        self._after_call(token, _SUCCESS)
+        return result
+
+    async def acall(self, afunc: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Await ``afunc(*args, **kwargs)`` through the breaker; the async twin of :meth:`call`."""
+        token = self._generation  # the same inlined fast path as in call()
+        if self._state is not CLOSED:
+            token = self._before_call()
+        try:
+            result = await afunc(*args, **kwargs)
+        except BaseException as exc:
+            self._after_call(token, self._classify(exc))
+            raise
+        self._after_call(token, _SUCCESS)
+        return result
+
+    @property
+    def state(self) -> str:
+        """``"closed"``, ``"open"`` or ``"half_open"`` (an open breaker past its timeout reads half_open)."""
+        if self._state is CLOSED:
+            return CLOSED
+        with self._lock:
+            event = self._refresh_locked()
+            state = self._state
+        if event is not None:
+            self._notify(*event)
+        return state
+
+    @property
+    def failure_rate(self) -> float:
+        """Failure rate over the current window (0.0 when empty)."""
+        with self._lock:
+            return self._window.rate
+
+    @property
+    def window_calls(self) -> int:
+        """How many outcomes the current window holds."""
+        return self._window.count
+
+    def retry_after(self) -> float:
+        """Seconds until an open breaker admits trial calls (0.0 when closed or half-open)."""
+        with self._lock:
+            if self._state is not OPEN:
+                return 0.0
+            return max(0.0, self._opened_at + self.timeout - self._clock())
+
+    def add_listener(self, listener: BreakerListener) -> None:
+        """Call ``listener(breaker, old_state, new_state)`` after every transition."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    # ----------------------------------------------------------------------- admission and outcomes
+
+    def _before_call(self) -> int:
+        """Admit one call and return its token (the generation it was admitted in), or raise CircuitBreakerOpenError."""
+        rejection: CircuitBreakerOpenError | None = None
+        with self._lock:
+            event = self._refresh_locked()
+            state = self._state
+            token = self._generation
+            if state is HALF_OPEN:
+                if self._in_flight < self.half_open_requests:
+                    self._in_flight += 1
+                else:
+                    self.rejected_total += 1
+                    rejection = CircuitBreakerOpenError(
+                        self.model, 0.0, HALF_OPEN, f"all {self.half_open_requests} trial calls are in flight"
+                    )
+            elif state is OPEN:
+                self.rejected_total += 1
+                retry_after = max(0.0, self._opened_at + self.timeout - self._clock())
+                rejection = CircuitBreakerOpenError(self.model, retry_after)
+        if event is not None:
+            self._notify(*event)
+        if rejection is not None:
+            raise rejection
+        return token
+
+    def _classify(self, exc: BaseException) -> int:
+        # runs outside the lock: is_failure is the caller's code
+        if not isinstance(exc, Exception):
+            return _IGNORED
+        try:
+            return _FAILURE if self.is_failure(exc) else _IGNORED
+        except Exception:
+            logger.exception("is_failure(%r) raised for breaker %r; counting the call as a failure", exc, self.model)
+            return _FAILURE
+
+    def _after_call(self, token: int, outcome: int) -> None:
+        """Apply the outcome of a call admitted with ``token``; stale generations only move the counters."""
+        event: tuple[str, str] | None = None
+        with self._lock:
+            # admissions are counted here, not in the lock-free fast path; every admitted call ends up here
+            self.requests_total += 1
+            if outcome == _FAILURE:
+                self.failures_total += 1
+            if token != self._generation:
+                return  # admitted before the last transition: says nothing about the current state
+            if self._state is CLOSED:
+                if outcome == _SUCCESS:
+                    self._window.record(False)
+                    return
+                if outcome == _IGNORED:
+                    return
+                window = self._window
+                window.record(True)
+                if (
+                    self.enabled
+                    and window.count >= self.minimum_calls
+                    and window.failures / window.count > self.failure_threshold
+                ):
+                    event = self._open_locked()
+            else:
+                # same generation and not closed: a half-open trial (an open breaker admits nothing)
+                self._in_flight -= 1
+                if outcome == _FAILURE:
+                    event = self._open_locked()
+                elif outcome == _SUCCESS:
+                    self._trial_successes += 1
+                    if self._trial_successes >= self.success_threshold:
+                        event = self._transition_locked(CLOSED)
+        if event is not None:
+            self._notify(*event)
+
+    # ---------------------------------------------------------------------------------- transitions
+
+    def _refresh_locked(self) -> tuple[str, str] | None:
+        if self._state is OPEN and self._clock() - self._opened_at >= self.timeout:
+            return self._transition_locked(HALF_OPEN)
+        return None
+
+    def _open_locked(self) -> tuple[str, str]:
+        self._opened_at = self._clock()
+        self.opened_total += 1
+        return self._transition_locked(OPEN)
+
+    def _transition_locked(self, new: str) -> tuple[str, str]:
+        old = self._state
+        self._state = new
+        self._generation += 1
+        self._in_flight = 0
+        self._trial_successes = 0
+        if new is CLOSED:
+            self._window.reset()
+        return old, new
+
+    def _notify(self, old: str, new: str) -> None:
+        # outside the lock: a listener may read the state, call through this breaker, or downshift the mode
+        if new is OPEN:
+            logger.warning(
+                "circuit breaker %r: %s -> open (failure rate %.0f%%, retry in %gs)",
+                self.model,
+                old,
+                self._window.rate * 100,
+                self.timeout,
+            )
+        else:
+            logger.info("circuit breaker %r: %s -> %s", self.model, old, new)
+        for listener in list(self._listeners):
+            try:
+                listener(self, old, new)
+            except Exception:
+                logger.exception("breaker listener %r failed on %r %s -> %s; ignored", listener, self.model, old, new)
+
+    def __repr__(self) -> str:
+        return (
+            f"CircuitBreaker(model={self.model!r}, state={self._state!r}, "
+            f"failure_threshold={self.failure_threshold!r}, window={self._window.failures}/{self._window.count})"
+        )
+
+
+# ------------------------------------------------------------------------------------------ manager
+
+
+class _BreakerSettingsLike(Protocol):
+    @property
+    def failure_threshold(self) -> float: ...
+    @property
+    def success_threshold(self) -> int: ...
+    @property
+    def timeout(self) -> float: ...
+    @property
+    def half_open_requests(self) -> int: ...
+    @property
+    def window_size(self) -> int: ...
+    @property
+    def minimum_calls(self) -> int: ...
+
+
+class _CircuitBreakerConfigLike(Protocol):
+    @property
+    def enabled(self) -> bool: ...
+    @property
+    def auto_downshift(self) -> bool: ...
+    @property
+    def models(self) -> Mapping[str, _BreakerSettingsLike]: ...
+
+
+class _ModeControllerConfigLike(Protocol):
+    @property
+    def initial_mode(self) -> str: ...
+    @property
+    def upshift_quiet_period(self) -> float: ...
+
+
+class _ConfigLike(Protocol):
+    @property
+    def circuit_breaker(self) -> _CircuitBreakerConfigLike: ...
+    @property
+    def mode_controller(self) -> _ModeControllerConfigLike: ...
+
+
+class LLMCircuitBreakerManager:
+    """One circuit breaker per configured model, all wired to one shared ModeController.
+
+    Every transition of any breaker to open downshifts the controller one step (when
+    ``circuit_breaker.auto_downshift``); every transition away from closed restarts its upshift quiet
+    period. With ``circuit_breaker.enabled`` false the breakers never open (they still count calls).
+    """
+
+    def __init__(
+        self,
+        config: Config | _ConfigLike | None = None,
+        mode_controller: ModeController | None = None,
+        *,
+        clock: Clock | None = None,
+        metrics_listeners: Iterable[BreakerListener] = (),
+    ) -> None:
+        if config is None:
+            from fragrance_ai.config_loader import get_config
+
+            config = get_config()
+        cb = config.circuit_breaker
+        self.enabled: bool = cb.enabled
+        self.auto_downshift: bool = cb.auto_downshift
+        if mode_controller is None:
+            mc = config.mode_controller
+            mode_controller = ModeController(
+                mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock
+            )
+        self.mode_controller: ModeController = mode_controller
+        listeners: list[BreakerListener] = [self._on_transition, *metrics_listeners]
+        self.breakers: dict[str, CircuitBreaker] = {
+            model: CircuitBreaker(
+                s.failure_threshold,
+                s.success_threshold,
+                s.timeout,
+                s.half_open_requests,
+                window_size=s.window_size,
+                minimum_calls=s.minimum_calls,
+                model=model,
+                clock=clock,
+                listeners=listeners,
+                enabled=cb.enabled,
+            )
+            for model, s in cb.models.items()
+        }
+
+    def _on_transition(self, breaker: CircuitBreaker, old: str, new: str) -> None:
+        if new == CLOSED:
+            return
+        if new == OPEN and self.auto_downshift:
+            self.mode_controller.downshift(reason=f"circuit breaker for {breaker.model!r} opened")
+        # any breaker leaving closed is trouble: the upshift quiet period starts over
+        self.mode_controller.evaluate(False)
+
+    def get_breaker(self, model: str) -> CircuitBreaker | None:
+        """The breaker guarding ``model``, or None for a model that is not configured."""
+        return self.breakers.get(model)
+
+    def is_available(self, model: str) -> bool:
+        """Whether ``model`` may be called now (its breaker is not open); False for an unknown model."""
+        breaker = self.breakers.get(model)
+        return breaker is not None and breaker.state != OPEN
+
+    def get_available_models(self) -> list[str]:
+        """The configured models whose breaker is not open, in configuration order."""
+        return [model for model, breaker in self.breakers.items() if breaker.state != OPEN]
+
+    def states(self) -> dict[str, str]:
+        """Each model's breaker state."""
+        return {model: breaker.state for model, breaker in self.breakers.items()}
+
+    def all_closed(self) -> bool:
+        """Whether every breaker is closed."""
+        return all(breaker.state == CLOSED for breaker in self.breakers.values())
+
+    def evaluate_upshift(self) -> str | None:
+        """Let the mode controller upshift if every breaker has been closed for its quiet period."""
+        return self.mode_controller.evaluate(self.all_closed())
+
+    def __repr__(self) -> str:
+        return f"LLMCircuitBreakerManager(states={self.states()!r}, mode={self.mode_controller.mode!r})"
