@@ -1,0 +1,205 @@
+"""The production request path: cache -> the mode's models through their breakers -> JSON guard -> fallback.
+
+:class:`LLMEnsemble` is handed its shared state (backends, breaker manager, cache, guard); it never
+builds a second breaker manager or mode controller. It caches only answers a model gave and the
+guard validated, never a fallback. It must not know about HTTP or FastAPI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+from fragrance_ai.clock import AsyncTimeoutFn
+from fragrance_ai.config_loader import Config
+from fragrance_ai.llm.backends import BackendError, CompletionRequest, LLMBackend, error_kind
+from fragrance_ai.llm.circuit_breaker import CircuitBreakerOpenError, LLMCircuitBreakerManager
+from fragrance_ai.llm.guards import GuardResult, JSONGuardError, JSONHardGuard
+
+__all__ = ["BriefResult", "LLMEnsemble", "ModelAttempt", "NoModelAvailableError", "SYSTEM_PROMPT"]
+
+logger = logging.getLogger(__name__)
+
+SYSTEM_PROMPT = (
+    "You are a perfumer writing fragrance briefs. Answer with ONE JSON object and nothing else, with keys: "
+    '"description" (string), "notes" (list of note names), "families" (list, from: floral, fresh, citrus, '
+    "woody, amber, green, aquatic, fruity, gourmand, spicy, aromatic, chypre, fougere, leather, powdery, "
+    'musky), "intensity" (integer 0-100), "longevity" ("short", "medium" or "long").'
+)
+
+Source = Literal["cache", "model", "fallback"]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelAttempt:
+    """What happened when one model was tried for a brief (codes only: no exception text)."""
+
+    model: str
+    outcome: str  # ok | skipped_open | circuit_open | timeout | connection_error | http_error | invalid_response | error
+    answers: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class BriefResult:
+    """A brief and where it came from."""
+
+    brief: dict[str, Any]
+    source: Source
+    model: str | None
+    mode: str
+    attempts: int  # answers judged by the guard, over every model tried
+    tried: tuple[ModelAttempt, ...] = field(default=())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "brief": self.brief,
+            "source": self.source,
+            "model": self.model,
+            "mode": self.mode,
+            "attempts": self.attempts,
+            "models_tried": [{"model": a.model, "outcome": a.outcome} for a in self.tried],
+        }
+
+
+class NoModelAvailableError(RuntimeError):
+    """Every model failed and the fallback is disabled."""
+
+    def __init__(self, mode: str, tried: tuple[ModelAttempt, ...]) -> None:
+        self.mode = mode
+        self.tried = tried
+        summary = ", ".join(f"{a.model}: {a.outcome}" for a in tried) or "no model configured"
+        super().__init__(f"no model produced a valid brief in mode {mode!r} ({summary})")
+
+
+class LLMEnsemble:
+    """Generates fragrance briefs from the current mode's models, behind every guard."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        backends: Mapping[str, LLMBackend],
+        breakers: LLMCircuitBreakerManager,
+        guard: JSONHardGuard,
+        schema: Mapping[str, Any],
+        cache: LRUCacheWithTTL[str, dict[str, Any]] | None = None,
+        atimeout: AsyncTimeoutFn = asyncio.timeout,
+    ) -> None:
+        missing = [m for m in config.model_names if m not in backends]
+        if missing:
+            raise ValueError(f"no backend for configured model(s): {', '.join(missing)}")
+        self.config = config
+        self.backends = dict(backends)
+        self.breakers = breakers
+        self.guard = guard
+        self.schema = guard.compile(schema)
+        self.cache = cache
+        self._atimeout = atimeout
+
+    @property
+    def mode_controller(self) -> Any:
+        return self.breakers.mode_controller
+
+    def request_for(self, prompt: str, mode: str) -> CompletionRequest:
+        params = self.config.modes[mode]
+        return CompletionRequest.from_prompt(
+            prompt,
+            system=SYSTEM_PROMPT,
+            temperature=params.temperature,
+            top_p=params.top_p,
+            max_tokens=params.max_tokens,
+        )
+
+    # ------------------------------------------------------------------------ health-check path
+
+    async def generate_single(self, prompt: str, model: str, timeout: float | None = None) -> dict[str, Any]:
+        """One answer from one model, parsed and schema-checked once: no breaker, no re-ask, no fallback.
+
+        The health checker uses it to see a model as it is. Raises ``BackendError`` for transport
+        faults, ``JSONGuardError`` for an invalid answer, ``TimeoutError`` past ``timeout``.
+        """
+        backend = self.backends.get(model)
+        if backend is None:
+            raise KeyError(f"unknown model {model!r}")
+        request = self.request_for(prompt, self.config.mode_controller.initial_mode)
+        limit = timeout if timeout is not None else self.config.llm.models[model].timeout
+        async with self._atimeout(limit):
+            response = await backend.complete(request)
+        result = await self.guard.aguard(response.text, self.schema, use_fallback=False)
+        return result.value
+
+    # ------------------------------------------------------------------------- production path
+
+    def cache_key(self, prompt: str, mode: str) -> str:
+        return f"{mode}\x00{' '.join(prompt.split())}"
+
+    async def generate_brief(self, prompt: str, mode: str | None = None) -> BriefResult:
+        """A brief for ``prompt`` from the cache, the first healthy model of the mode, or the fallback."""
+        controller = self.breakers.mode_controller
+        self.breakers.evaluate_upshift()
+        mode = mode or controller.get_current_mode()
+        if mode not in self.config.modes:
+            raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(self.config.modes)}")
+        key = self.cache_key(prompt, mode)
+        if self.cache is not None:
+            hit = self.cache.get(key)
+            if hit is not None:
+                return BriefResult(copy.deepcopy(hit), "cache", None, mode, 0)
+
+        tried: list[ModelAttempt] = []
+        answers = 0
+        request = self.request_for(prompt, mode)
+        for model in self.config.modes[mode].models:
+            if not self.breakers.is_available(model):
+                tried.append(ModelAttempt(model, "skipped_open"))
+                continue
+            outcome, result, judged = await self._try_model(model, request)
+            answers += judged
+            tried.append(ModelAttempt(model, outcome, judged))
+            if result is not None:
+                if self.cache is not None:
+                    self.cache.set(key, copy.deepcopy(result.value))
+                return BriefResult(result.value, "model", model, mode, answers, tuple(tried))
+
+        if not self.config.json_guard.fallback_enabled:
+            raise NoModelAvailableError(mode, tuple(tried))
+        return BriefResult(self.guard.fallback(self.schema), "fallback", None, mode, answers, tuple(tried))
+
+    async def _try_model(self, model: str, request: CompletionRequest) -> tuple[str, GuardResult | None, int]:
+        """Ask one model (through its breaker) and guard its answer, re-asking with the reason on rejection."""
+        breaker = self.breakers.breakers[model]
+        backend = self.backends[model]
+        limit = self.config.llm.models[model].timeout
+        conversation, previous = request, ""
+
+        async def ask(req: CompletionRequest) -> str:
+            async with self._atimeout(limit):
+                response = await backend.complete(req)
+            return response.text
+
+        async def regenerate(feedback: str) -> str:
+            # the re-ask carries the rejected answer and why it was rejected
+            nonlocal conversation, previous
+            conversation = conversation.with_feedback(previous, feedback)
+            previous = await breaker.acall(ask, conversation)
+            return previous
+
+        try:
+            text = await breaker.acall(ask, request)
+        except CircuitBreakerOpenError:
+            return "circuit_open", None, 0
+        except (BackendError, TimeoutError) as exc:
+            return error_kind(exc), None, 0
+        previous = text
+        try:
+            result = await self.guard.aguard(
+                text, self.schema, regenerate=regenerate, use_fallback=False
+            )
+        except JSONGuardError as exc:
+            return "invalid_response", None, exc.attempts
+        return "ok", result, result.attempts

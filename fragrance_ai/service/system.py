@@ -1,0 +1,189 @@
+"""Build one guarded system from a config: one metrics registry, one mode controller, one breaker
+manager, one cache, one JSON guard, the backends, the ensemble and the health checker, each built once
+and handed to whoever needs it. The service and the pytest plugin both build through here.
+
+Time, sleeps, timeouts and randomness are parameters, so tests run the whole system on a virtual clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, monotonic
+from fragrance_ai.config_loader import Config, get_config
+from fragrance_ai.llm.backends import LLMBackend, build_backend
+from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
+from fragrance_ai.llm.ensemble import LLMEnsemble
+from fragrance_ai.llm.guards import JSONHardGuard
+from fragrance_ai.llm.health_check import LLMHealthChecker
+from fragrance_ai.llm.mode_controller import ModeController
+from fragrance_ai.llm.schemas import brief_schema
+from fragrance_ai.metrics import GuardMetrics
+
+__all__ = ["GuardSystem"]
+
+
+@dataclass(eq=False)
+class GuardSystem:
+    """Every guard of one service, wired together."""
+
+    config: Config
+    metrics: GuardMetrics
+    mode_controller: ModeController
+    breakers: LLMCircuitBreakerManager
+    cache: LRUCacheWithTTL[str, dict[str, Any]] | None
+    guard: JSONHardGuard
+    backends: dict[str, LLMBackend]
+    ensemble: LLMEnsemble
+    health_checker: LLMHealthChecker
+    clock: Clock
+    _owned_client: httpx.AsyncClient | None = field(default=None, repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        config: Config | None = None,
+        *,
+        clock: Clock | None = None,
+        sleep: SleepFn | None = None,
+        asleep: AsyncSleepFn | None = None,
+        atimeout: AsyncTimeoutFn | None = None,
+        rng: random.Random | None = None,
+        registry: CollectorRegistry | None = None,
+        backends: Mapping[str, LLMBackend] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+        start_cleanup: bool = True,
+    ) -> GuardSystem:
+        """Wire a system; pass ``clock``/``asleep``/``atimeout`` from a VirtualClock to run it in virtual time."""
+        config = config if config is not None else get_config()
+        clock = clock if clock is not None else monotonic
+        atimeout = atimeout if atimeout is not None else asyncio.timeout
+        metrics = GuardMetrics(registry, models=config.model_names)
+        mc = config.mode_controller
+        mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
+        breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
+        cache: LRUCacheWithTTL[str, dict[str, Any]] | None = None
+        if config.cache.enabled:
+            cache = LRUCacheWithTTL(
+                max_size=config.cache.max_size,
+                ttl_seconds=config.cache.ttl_seconds,
+                cleanup_interval=config.cache.cleanup_interval,
+                clock=clock,
+                start_cleanup=start_cleanup,
+            )
+        jg = config.json_guard
+        guard = JSONHardGuard(
+            max_retries=jg.max_retries if jg.enabled else 0,
+            backoff_base=jg.backoff_base,
+            jitter=jg.jitter,
+            backoff_max=jg.backoff_max,
+            deadline=jg.deadline,
+            fallback_enabled=jg.fallback_enabled,
+            max_input_bytes=jg.max_input_bytes,
+            max_depth=jg.max_depth,
+            max_reported_errors=jg.max_reported_errors,
+            clock=clock,
+            sleep=sleep,
+            asleep=asleep,
+            rng=rng,
+        )
+        owned: httpx.AsyncClient | None = None
+        if backends is None:
+            needs_http = any(m.backend == "openai" for m in config.llm.models.values())
+            if needs_http and http_client is None:
+                http_client = owned = httpx.AsyncClient()
+            backends = {name: build_backend(m, client=http_client) for name, m in config.llm.models.items()}
+        ensemble = LLMEnsemble(
+            config,
+            backends=backends,
+            breakers=breakers,
+            guard=guard,
+            schema=brief_schema(),
+            cache=cache,
+            atimeout=atimeout,
+        )
+        health = LLMHealthChecker(ensemble, breakers, clock=clock, atimeout=atimeout, metrics=metrics)
+        metrics.track_breakers(breakers)
+        metrics.track_modes(mode_controller)
+        metrics.track_guard(guard)
+        if cache is not None:
+            metrics.track_cache(cache)
+        return cls(
+            config=config,
+            metrics=metrics,
+            mode_controller=mode_controller,
+            breakers=breakers,
+            cache=cache,
+            guard=guard,
+            backends=dict(backends),
+            ensemble=ensemble,
+            health_checker=health,
+            clock=clock,
+            _owned_client=owned,
+        )
+
+    def guard_settings(self) -> dict[str, Any]:
+        """What a remote pre-promotion check needs to see: effective guard settings and live states, no secrets."""
+        config = self.config
+        jg = config.json_guard
+        cb = config.circuit_breaker
+        return {
+            "json_guard": {
+                "enabled": jg.enabled,
+                "max_retries": jg.max_retries,
+                "backoff_base": jg.backoff_base,
+                "jitter": jg.jitter,
+                "fallback_enabled": jg.fallback_enabled,
+                "strict_schema": jg.strict_schema,
+            },
+            "circuit_breaker": {
+                "enabled": cb.enabled,
+                "auto_downshift": cb.auto_downshift,
+                "models": {
+                    model: {
+                        "failure_threshold": s.failure_threshold,
+                        "success_threshold": s.success_threshold,
+                        "timeout": s.timeout,
+                        "half_open_requests": s.half_open_requests,
+                        "window_size": s.window_size,
+                        "minimum_calls": s.minimum_calls,
+                        "state": self.breakers.breakers[model].state,
+                    }
+                    for model, s in cb.models.items()
+                },
+            },
+            "mode": {
+                "current": self.mode_controller.get_current_mode(),
+                "initial": config.mode_controller.initial_mode,
+                "downshifts_total": self.mode_controller.downshifts_total,
+                "upshifts_total": self.mode_controller.upshifts_total,
+            },
+            "cache": {
+                "enabled": config.cache.enabled,
+                "max_size": config.cache.max_size,
+                "ttl_seconds": config.cache.ttl_seconds,
+                "cleanup_interval": config.cache.cleanup_interval,
+                "stats": self.cache.stats() if self.cache is not None else None,
+            },
+            "health_check": {
+                "timeout": config.health_check.timeout,
+                "cache_seconds": config.health_check.cache_seconds,
+            },
+        }
+
+    async def aclose(self) -> None:
+        """Release what the system owns: backends' HTTP clients and the cache's cleanup registration."""
+        for backend in self.backends.values():
+            await backend.aclose()
+        if self._owned_client is not None:
+            await self._owned_client.aclose()
+        if self.cache is not None:
+            self.cache.close()
