@@ -1,1 +1,172 @@
-"""The pytest plugin: hooks and fixtures only (logic lives in private modules)."""
+"""The pytest plugin ``guards``: options, markers, and the fixtures that break LLMs on purpose.
+
+Hooks and fixtures only; the logic lives in the private modules beside this one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from fragrance_ai.config_loader import Config, ConfigError, find_config_path, load_config
+from pytest_guards._clock import ClockMisuseError, GuardClock
+from pytest_guards._fake_server import FakeLLMServer
+from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
+from pytest_guards._metrics import MetricsProbe
+from pytest_guards._system import GuardHarness
+
+_CONFIG_KEY = pytest.StashKey[Config]()
+_STRICT_KEY = pytest.StashKey[bool]()
+
+_OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
+    # (flag, ini name, help, metavar)
+    ("--guards-config", "guards_config", "guards config under test (default: the usual llm_ensemble.yaml search)", "PATH"),
+    ("--guards-target", "guards_target", "URL of a running service for live (pre-promotion) checks", "URL"),
+    ("--guards-report", "guards_report", "write the checklist verdict and every scenario's result as JSON", "PATH"),
+    ("--toxiproxy-url", "toxiproxy_url", "use this running Toxiproxy server instead of starting one", "URL"),
+)
+
+_MARKERS = (
+    "guards_config(overrides): deep-merge these overrides onto the config under test for this test",
+    "network: talks to a real socket on 127.0.0.1",
+    "toxiproxy: needs a Toxiproxy server",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("guards", "production guards (pytest_guards)")
+    for flag, ini, help_text, metavar in _OPTIONS:
+        group.addoption(flag, dest=ini, default=None, metavar=metavar, help=help_text)
+        parser.addini(ini, help_text, default=None)
+    group.addoption(
+        "--guards-strict",
+        dest="guards_strict",
+        action="store_true",
+        default=None,
+        help="count skipped tests as failures (for CI and pre-promotion runs)",
+    )
+    parser.addini("guards_strict", "count skipped tests as failures", type="bool", default=False)
+
+
+def option(config: pytest.Config, name: str) -> Any:
+    """A guards option: the command line wins over the ini file."""
+    value = config.getoption(name, default=None)
+    return value if value is not None else config.getini(name)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in _MARKERS:
+        config.addinivalue_line("markers", marker)
+    config.stash[_STRICT_KEY] = bool(option(config, "guards_strict"))
+    given = option(config, "guards_config")
+    path = find_config_path(given or None)
+    if given and not os.path.isabs(given):
+        path = Path(config.invocation_params.dir) / given
+    try:
+        config.stash[_CONFIG_KEY] = load_config(path)
+    except ConfigError as exc:
+        lines = "\n".join(f"  {issue}" for issue in exc.issues)
+        raise pytest.UsageError(f"guards config {path} is invalid ({len(exc.issues)} error(s)):\n{lines}") from None
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report: pytest.TestReport = outcome.get_result()
+    if report.skipped and item.config.stash.get(_STRICT_KEY, False) and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped under --guards-strict, which counts skips as failures: {reason}"
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+@pytest.fixture
+def guards_config(request: pytest.FixtureRequest) -> Config:
+    """The config under test: ``--guards-config`` (or the default), plus a ``guards_config`` marker's overrides."""
+    config = request.config.stash[_CONFIG_KEY]
+    for marker in reversed(list(request.node.iter_markers("guards_config"))):
+        overrides = marker.args[0] if marker.args else marker.kwargs
+        if not isinstance(overrides, dict):
+            pytest.fail(f"@pytest.mark.guards_config takes a dict of overrides, got {overrides!r}", pytrace=False)
+        try:
+            config = config.with_overrides(overrides, source=f"{config.source} + @guards_config")
+        except ConfigError as exc:
+            pytest.fail(f"@pytest.mark.guards_config overrides are invalid:\n{exc}", pytrace=False)
+    return config
+
+
+@pytest.fixture
+def guard_clock() -> Iterator[GuardClock]:
+    """Virtual time for this test: ``now()``, ``advance(seconds)``; also what time.time/monotonic return."""
+    clock = GuardClock().start()
+    try:
+        yield clock
+    finally:
+        clock.stop()
+
+
+@pytest.fixture
+def faulty_llm(guards_config: Config, guard_clock: GuardClock) -> Iterator[FaultyLLM]:
+    """Scripted faults per configured model at the OpenAI-compatible HTTP boundary (respx)."""
+    llm = FaultyLLM(guards_config.model_names, asleep=guard_clock.asleep, sleep=guard_clock.sleep)
+    llm.start()
+    try:
+        yield llm
+    finally:
+        llm.stop()
+    try:
+        llm.check()
+    except UnmatchedRequestError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def _guards_fake_llm_server(request: pytest.FixtureRequest) -> Iterator[FakeLLMServer]:
+    server = FakeLLMServer(request.config.stash[_CONFIG_KEY].model_names)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fake_llm_server(_guards_fake_llm_server: FakeLLMServer) -> Iterator[FakeLLMServer]:
+    """The same behaviours over real HTTP on 127.0.0.1 (one server per session, reset for every test)."""
+    server = _guards_fake_llm_server
+    server.reset()
+    yield server
+    try:
+        server.check()
+    except UnmatchedRequestError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.fixture
+def guard_metrics() -> MetricsProbe:
+    """A fresh CollectorRegistry for this test, with ``value(name, **labels)`` and ``delta(...)``."""
+    from prometheus_client import CollectorRegistry
+
+    return MetricsProbe(CollectorRegistry())
+
+
+@pytest_asyncio.fixture
+async def guard_system(
+    guards_config: Config, guard_clock: GuardClock, faulty_llm: FaultyLLM, guard_metrics: MetricsProbe
+) -> AsyncIterator[GuardHarness]:
+    """The reference system wired from ``guards_config`` on ``guard_clock``, ``faulty_llm`` and ``guard_metrics``."""
+    harness = GuardHarness.build(guards_config, guard_clock, faulty_llm, guard_metrics)
+    try:
+        yield harness
+    finally:
+        await harness.aclose()
+
+
+__all__ = ["ClockMisuseError", "option"]
