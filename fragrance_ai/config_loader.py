@@ -20,7 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-import yaml
+from fragrance_ai.yaml_positions import KeyPath, format_path, load_yaml_with_positions
 
 __all__ = [
     "MODES",
@@ -48,7 +48,6 @@ MODES: Final = ("creative", "balanced", "fast")
 BACKENDS: Final = ("simulated", "openai")
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
-KeyPath = tuple[str | int, ...]
 
 
 # --------------------------------------------------------------------------------------------- errors
@@ -340,58 +339,18 @@ def _parse_yaml(
     text: str, source: str
 ) -> tuple[dict[str, Any], dict[KeyPath, int], list[ConfigIssue]]:
     """Parse YAML safely, keeping the line of every key; duplicate keys are issues, not overwrites."""
-    loader = yaml.SafeLoader(text)
-    issues: list[ConfigIssue] = []
-    lines: dict[KeyPath, int] = {}
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return {}, {}, []
-        _walk_lines(node, (), lines, issues, source)
-        data = loader.construct_document(node)
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else None
-        raise ConfigError(
-            [ConfigIssue(source, line, "", f"invalid YAML: {exc.problem or exc.context}")]
-        ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError([ConfigIssue(source, None, "", f"invalid YAML: {exc}")]) from None
-    finally:
-        loader.dispose()
+    data, positions, problems = load_yaml_with_positions(text)
+    issues = [
+        ConfigIssue(source, p.position.line if p.position else None, format_path(p.path), p.message)
+        for p in problems
+    ]
+    if data is None and issues:
+        raise ConfigError(issues)
+    if data is None:
+        data = {}
     if not isinstance(data, dict):
-        raise ConfigError(
-            [ConfigIssue(source, node.start_mark.line + 1, "", "the top level must be a mapping of sections")]
-        )
-    return data, lines, issues
-
-
-def _walk_lines(
-    node: yaml.Node, path: KeyPath, lines: dict[KeyPath, int], issues: list[ConfigIssue], source: str
-) -> None:
-    lines.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
-            sub = (*path, key)
-            if key in seen:
-                issues.append(
-                    ConfigIssue(source, key_node.start_mark.line + 1, _fmt(sub), "duplicate key")
-                )
-            seen.add(key)
-            lines[sub] = key_node.start_mark.line + 1
-            _walk_lines(value_node, sub, lines, issues, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk_lines(item, (*path, index), lines, issues, source)
-
-
-def _fmt(path: KeyPath) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
+        raise ConfigError([ConfigIssue(source, 1, "", "the top level must be a mapping of sections")])
+    return data, {path: pos.line for path, pos in positions.items()}, issues
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -413,7 +372,7 @@ class _Checker:
         return self.lines.get(())
 
     def error(self, path: KeyPath, message: str) -> None:
-        self.issues.append(ConfigIssue(self.source, self.line(path), _fmt(path), message))
+        self.issues.append(ConfigIssue(self.source, self.line(path), format_path(path), message))
 
     def section(self, data: Mapping[str, Any], path: KeyPath, key: str) -> dict[str, Any]:
         value = data.get(key)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Metric
+from prometheus_client.metrics_core import Metric
 
 __all__ = ["MetricNotFoundError", "MetricsProbe"]
 

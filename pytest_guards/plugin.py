@@ -5,8 +5,9 @@ Hooks and fixtures only; the logic lives in the private modules beside this one.
 
 from __future__ import annotations
 
+import fnmatch
 import os
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +19,13 @@ from pytest_guards._clock import ClockMisuseError, GuardClock
 from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
 from pytest_guards._metrics import MetricsProbe
+from pytest_guards._scenario_items import InvalidScenarioItem, ScenarioFile, ScenarioItem
 from pytest_guards._system import GuardHarness
+from pytest_guards._verdict import ScenarioResult, Verdict
 
 _CONFIG_KEY = pytest.StashKey[Config]()
 _STRICT_KEY = pytest.StashKey[bool]()
+_VERDICT_KEY = pytest.StashKey[Verdict]()
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     # (flag, ini name, help, metavar)
@@ -51,6 +55,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="count skipped tests as failures (for CI and pre-promotion runs)",
     )
     parser.addini("guards_strict", "count skipped tests as failures", type="bool", default=False)
+    parser.addini(
+        "guards_scenario_glob",
+        "which files are scenarios: a glob on the path relative to rootdir ('**/' may match nothing)",
+        default="*.scenario.yaml",
+    )
 
 
 def option(config: pytest.Config, name: str) -> Any:
@@ -72,16 +81,74 @@ def pytest_configure(config: pytest.Config) -> None:
     except ConfigError as exc:
         lines = "\n".join(f"  {issue}" for issue in exc.issues)
         raise pytest.UsageError(f"guards config {path} is invalid ({len(exc.issues)} error(s)):\n{lines}") from None
+    target = option(config, "guards_target")
+    config.stash[_VERDICT_KEY] = Verdict(target=target or "in_process", config_source=str(path))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report: pytest.TestReport = outcome.get_result()
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
+    pattern = str(parent.config.getini("guards_scenario_glob"))
+    try:
+        relative = file_path.relative_to(parent.config.rootpath).as_posix()
+    except ValueError:
+        relative = file_path.as_posix()
+    if not (fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern.replace("**/", ""))):
+        return None
+    node: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
+    node.base_config = parent.config.stash[_CONFIG_KEY]
+    node.target_url = option(parent.config, "guards_target") or None
+    return node
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.skipped and item.config.stash.get(_STRICT_KEY, False) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under --guards-strict, which counts skips as failures: {reason}"
+    _record_scenario(item, report)
+    return report
+
+
+def _record_scenario(item: pytest.Item, report: pytest.TestReport) -> None:
+    """Feed the verdict: a scenario's call outcome, or its setup failure/skip."""
+    if not isinstance(item, (ScenarioItem, InvalidScenarioItem)):
+        return
+    if report.when != "call" and report.passed:
+        return
+    if report.when == "teardown" and not report.failed:
+        return
+    verdict = item.config.stash[_VERDICT_KEY]
+    message = "" if report.passed else str(report.longrepr)
+    if isinstance(item, InvalidScenarioItem):
+        result = ScenarioResult(item.name, "invalid scenario file", None, str(item.path), 1, "-", "failed", message)
+    else:
+        s = item.scenario
+        result = ScenarioResult(
+            s.id, s.title, s.checklist, str(s.file), s.line, item.mode, report.outcome, message,
+            round(item.wall_seconds, 6), round(item.virtual_seconds, 6),
+        )
+    verdict.record(result)
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    verdict = config.stash.get(_VERDICT_KEY, None)
+    if verdict is None or not verdict.ran:
+        return
+    terminalreporter.section("production guards checklist")
+    for line in verdict.lines():
+        terminalreporter.write_line(line, bold=line.startswith(("✓ SAFE", "✗ DO NOT")))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    verdict = session.config.stash.get(_VERDICT_KEY, None)
+    if verdict is None:
+        return
+    report = option(session.config, "guards_report")
+    if report:
+        verdict.write(Path(session.config.invocation_params.dir) / report)
+    if verdict.ran and not verdict.safe and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 # ------------------------------------------------------------------------------------------ fixtures

@@ -1,0 +1,151 @@
+"""pytest collection nodes for scenario files: one item per scenario, one failing item per bad file.
+
+Each in-process scenario runs in its own event loop on its own virtual clock, scripted LLMs and
+metrics registry; a live scenario runs over HTTP against ``--guards-target``. Failures are reported
+as checklist lines (``repr_failure``), never as pytest tracebacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fragrance_ai.config_loader import Config, ConfigError
+from pytest_guards._clock import GuardClock
+from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
+from pytest_guards._metrics import MetricsProbe
+from pytest_guards._scenario_model import Scenario, ScenarioFileError, load_scenario
+from pytest_guards._scenario_run import InProcessTarget, LiveTarget, ScenarioFailure, run_scenario
+from pytest_guards._system import GuardHarness
+
+__all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
+
+
+class ScenarioFile(pytest.File):
+    """A ``*.scenario.yaml`` file."""
+
+    base_config: Config
+    target_url: str | None = None
+
+    def collect(self) -> Any:
+        try:
+            scenario = load_scenario(Path(self.path))
+        except ScenarioFileError as exc:
+            yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=exc)
+            return
+        if self.target_url:
+            if not scenario.live_capable:
+                return  # an in-process scenario has nothing to say about a running service
+            mode = "live"
+        else:
+            if scenario.target == "live":
+                return
+            mode = "in_process"
+        item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario, mode=mode)
+        for marker in scenario.markers:
+            item.add_marker(marker)
+        yield item
+
+
+class InvalidScenarioItem(pytest.Item):
+    """Stands for a scenario file that could not be read: it fails with every mistake listed."""
+
+    def __init__(self, *, error: ScenarioFileError, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+
+    def runtest(self) -> None:
+        raise self.error
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        problems = self.error.problems
+        return f"invalid scenario file ({len(problems)} problem(s)):\n" + "\n".join(f"  {p}" for p in problems)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return Path(self.path), 0, f"invalid scenario file {self.path.name}"
+
+
+class ScenarioItem(pytest.Item):
+    """One scenario, run against the in-process reference system or a live target."""
+
+    def __init__(self, *, scenario: Scenario, mode: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.scenario = scenario
+        self.mode = mode
+        self.virtual_seconds = 0.0
+        self.wall_seconds = 0.0
+
+    def runtest(self) -> None:
+        parent = self.parent
+        assert isinstance(parent, ScenarioFile)
+        started = time.perf_counter()
+        try:
+            if self.mode == "live":
+                assert parent.target_url is not None
+                asyncio.run(self._run_live(parent.target_url))
+            else:
+                asyncio.run(self._run_in_process(parent.base_config))
+        finally:
+            self.wall_seconds = time.perf_counter() - started
+
+    async def _run_in_process(self, base: Config) -> None:
+        scenario = self.scenario
+        config = base
+        if scenario.config:
+            try:
+                config = base.with_overrides(scenario.config, source=f"{base.source} + {scenario.file.name}")
+            except ConfigError as exc:
+                lines = [f"config override {issue.key}: {issue.message}" for issue in exc.issues]
+                raise ScenarioFailure(scenario, None, lines) from None
+        unknown = [m for m in scenario.given_llm if m not in config.model_names]
+        if unknown:
+            raise ScenarioFailure(
+                scenario,
+                None,
+                [f"given.llm.{m} (line {scenario.line_of(('given', 'llm', m))}): no model {m!r} is configured "
+                 f"(configured: {', '.join(config.model_names)})" for m in unknown],
+            )
+        clock = GuardClock().start()
+        llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
+        llm.start()
+        harness: GuardHarness | None = None
+        try:
+            harness = GuardHarness.build(config, clock, llm, MetricsProbe(CollectorRegistry()))
+            if scenario.given_mode:
+                harness.mode_controller.set_mode(scenario.given_mode)
+            for model, script in scenario.given_llm.items():
+                llm.set(model, script)
+            await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed)
+        finally:
+            self.virtual_seconds = clock.elapsed
+            if harness is not None:
+                await harness.aclose()
+            llm.stop()
+            clock.stop()
+        try:
+            llm.check()
+        except UnmatchedRequestError as exc:
+            raise ScenarioFailure(scenario, None, [str(exc)]) from None
+
+    async def _run_live(self, url: str) -> None:
+        timeout = httpx.Timeout(30.0, connect=5.0)
+        async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
+            target = LiveTarget(client)
+            try:
+                await run_scenario(self.scenario, target)
+            except (httpx.HTTPError, RuntimeError) as exc:
+                raise ScenarioFailure(self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"]) from None
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
+        if isinstance(excinfo.value, ScenarioFailure):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def reportinfo(self) -> tuple[Path, int | None, str]:
+        return Path(self.path), self.scenario.line - 1, f"scenario {self.scenario.id}: {self.scenario.title}"

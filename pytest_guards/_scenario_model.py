@@ -1,0 +1,259 @@
+"""Scenario files: load, substitute ``${env:NAME}``, validate against the schema, and build a Scenario.
+
+Every problem in a file is reported at once with file, line, column and key path; nothing here
+raises anything else for bad input. Running scenarios is ``_scenario_run``'s job.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+import jsonschema
+
+from fragrance_ai.yaml_positions import KeyPath, Position, format_path, load_yaml_with_positions
+from pytest_guards._behaviours import BehaviourError, Script, parse_behaviours
+from pytest_guards._scenario_schema import SCENARIO_SCHEMA
+
+__all__ = ["Problem", "Scenario", "ScenarioFileError", "Step", "load_scenario"]
+
+_VALIDATOR: Final = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
+_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+_STEP_KINDS: Final = ("brief", "advance", "health", "request", "llm", "cache", "expect", "repeat")
+#: what a live target (a running service reached over HTTP) cannot do
+_IN_PROCESS_STEPS: Final = {"advance": "move virtual time", "llm": "script LLM faults", "cache": "reach the cache"}
+_IN_PROCESS_EXPECT: Final = {"config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong in a scenario file."""
+
+    file: str
+    line: int | None
+    column: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = self.file
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ScenarioFileError(Exception):
+    """A scenario file is invalid; ``problems`` lists every mistake with its position."""
+
+    def __init__(self, file: str, problems: list[Problem]) -> None:
+        self.file = file
+        self.problems = sorted(problems, key=lambda p: (p.line or 0, p.column or 0))
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step of a scenario, with where it is written."""
+
+    kind: str
+    value: Any
+    path: KeyPath
+    line: int
+    steps: tuple[Step, ...] = ()  # a repeat's body
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    id: str
+    title: str
+    checklist: str
+    target: str
+    markers: tuple[str, ...]
+    config: dict[str, Any]
+    given_mode: str | None
+    given_llm: dict[str, Script]
+    steps: tuple[Step, ...]
+    file: Path
+    line: int
+    positions: dict[KeyPath, Position] = field(repr=False)
+
+    def line_of(self, path: KeyPath) -> int:
+        """The line of ``path`` (or of its closest written ancestor)."""
+        while path:
+            if path in self.positions:
+                return self.positions[path].line
+            path = path[:-1]
+        return self.line
+
+    @property
+    def live_capable(self) -> bool:
+        return self.target in ("live", "both")
+
+
+def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario:
+    """Read and validate one scenario file; raises :class:`ScenarioFileError` listing every problem."""
+    env = os.environ if environ is None else environ
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ScenarioFileError(name, [Problem(name, None, None, "", f"cannot read: {exc}")]) from None
+    data, positions, yaml_problems = load_yaml_with_positions(text)
+    problems = [_problem(name, positions, p.path, p.message, p.position) for p in yaml_problems]
+    if data is None:
+        raise ScenarioFileError(name, problems or [Problem(name, 1, 1, "", "the file is empty")])
+    if not isinstance(data, dict):
+        raise ScenarioFileError(name, [Problem(name, 1, 1, "", "a scenario file holds one mapping (id, title, ...)")])
+
+    data = _substitute(data, (), env, lambda p, m: problems.append(_problem(name, positions, p, m)))
+    for error in _VALIDATOR.iter_errors(data):
+        for specific in _specific(error):
+            problems.append(_problem(name, positions, tuple(specific[0]), specific[1]))
+    if problems:
+        raise ScenarioFileError(name, problems)
+
+    def report(path_: KeyPath, message: str) -> None:
+        problems.append(_problem(name, positions, path_, message))
+
+    target = data.get("target", "in_process")
+    given = data.get("given", {})
+    given_llm = _scripts(given.get("llm", {}), ("given", "llm"), report)
+    steps = _steps(data["steps"], ("steps",), positions, report)
+    if target in ("live", "both"):
+        _check_live(data, steps, report)
+    if problems:
+        raise ScenarioFileError(name, problems)
+    return Scenario(
+        id=data["id"],
+        title=data["title"],
+        checklist=data["checklist"],
+        target=target,
+        markers=tuple(data.get("markers", ())),
+        config=data.get("config", {}),
+        given_mode=given.get("mode"),
+        given_llm=given_llm,
+        steps=steps,
+        file=path,
+        line=positions.get(("id",), Position(1, 1)).line,
+        positions=positions,
+    )
+
+
+def _problem(
+    file: str, positions: dict[KeyPath, Position], path: KeyPath, message: str, at: Position | None = None
+) -> Problem:
+    if at is None:
+        probe = path
+        while probe and probe not in positions:
+            probe = probe[:-1]
+        at = positions.get(probe)
+    return Problem(file, at.line if at else None, at.column if at else None, format_path(path), message)
+
+
+def _substitute(value: Any, path: KeyPath, env: Any, report: Any) -> Any:
+    """Replace ``${env:NAME}`` (or ``${env:NAME:-default}``) in every string; nothing else is a variable."""
+    if isinstance(value, str) and "${" in value:
+        def sub(match: re.Match[str]) -> str:
+            name, default = match.group(1), match.group(2)
+            if name in env:
+                return str(env[name])
+            if default is not None:
+                return default
+            report(path, f"environment variable {name} is not set (write ${{env:{name}:-default}} for a default)")
+            return ""
+
+        return _ENV.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _substitute(v, (*path, k), env, report) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_substitute(v, (*path, i), env, report) for i, v in enumerate(value)]
+    return value
+
+
+def _branch_matches(schema: Any, instance: Any) -> bool:
+    if not isinstance(schema, dict):
+        return False
+    if "required" in schema:
+        return isinstance(instance, dict) and all(k in instance for k in schema["required"])
+    kinds = schema.get("type")
+    if kinds is None:
+        return False
+    kinds = [kinds] if isinstance(kinds, str) else kinds
+    checker = _VALIDATOR.TYPE_CHECKER
+    return any(checker.is_type(instance, k) for k in kinds)
+
+
+def _specific(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
+    """Turn a oneOf/anyOf failure into the errors of the branch the author meant (by key or by type)."""
+    path = list(error.absolute_path)
+    if error.validator in ("oneOf", "anyOf") and isinstance(error.validator_value, list):
+        branches = error.validator_value
+        for index, branch in enumerate(branches):
+            if _branch_matches(branch, error.instance):
+                inner = [e for e in (error.context or []) if e.relative_schema_path and e.relative_schema_path[0] == index]
+                if inner:
+                    return [item for e in inner for item in _specific(e)]
+        if branches and all(isinstance(b, dict) and "required" in b for b in branches):
+            kinds = ", ".join(b["required"][0] for b in branches)
+            if isinstance(error.instance, dict):
+                found = ", ".join(map(str, error.instance)) or "nothing"
+                if len(error.instance) > 1:
+                    return [(path, f"a step has exactly one key (one of: {kinds}); found {found}")]
+                return [(path, f"unknown step {found!r}; expected one of: {kinds}")]
+            return [(path, f"expected a step (a mapping with one of: {kinds}), found {error.instance!r}")]
+    message = error.message
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        allowed = ", ".join(sorted(error.schema.get("properties", {})))
+        extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
+        return [(path + [k], f"unknown key (allowed: {allowed})") for k in extra] or [(path, message)]
+    return [(path, message)]
+
+
+def _scripts(mapping: dict[str, Any], path: KeyPath, report: Any) -> dict[str, Script]:
+    out: dict[str, Script] = {}
+    for model, spec in mapping.items():
+        try:
+            out[model] = parse_behaviours(spec, where=format_path((*path, model)))
+        except BehaviourError as exc:
+            report((*path, model), str(exc))
+    return out
+
+
+def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], report: Any) -> tuple[Step, ...]:
+    out: list[Step] = []
+    for index, item in enumerate(items):
+        step_path = (*path, index)
+        (kind, value), = item.items()
+        line = positions[step_path].line if step_path in positions else 0
+        children: tuple[Step, ...] = ()
+        if kind == "repeat":
+            children = _steps(value["steps"], (*step_path, "repeat", "steps"), positions, report)
+        elif kind == "llm":
+            value = _scripts(value, (*step_path, "llm"), report)
+        out.append(Step(kind, value, step_path, line, children))
+    return tuple(out)
+
+
+def _check_live(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
+    why = f"target {data.get('target')!r} runs against a live service, which cannot"
+    if "config" in data:
+        report(("config",), f"{why} take config overrides (use target: in_process)")
+    if data.get("given", {}).get("llm"):
+        report(("given", "llm"), f"{why} script LLM faults (use target: in_process)")
+
+    def walk(items: tuple[Step, ...]) -> None:
+        for step in items:
+            if step.kind in _IN_PROCESS_STEPS:
+                report(step.path, f"{why} {_IN_PROCESS_STEPS[step.kind]} (step {step.kind!r})")
+            if step.kind == "expect":
+                for key, what in _IN_PROCESS_EXPECT.items():
+                    if key in step.value:
+                        report((*step.path, "expect", key), f"{why} read {what}")
+            if step.kind == "brief" and isinstance(step.value, dict) and step.value.get("via") == "ensemble":
+                report((*step.path, "brief", "via"), f"{why} call the ensemble directly (use via: http)")
+            walk(step.steps)
+
+    walk(steps)

@@ -1,0 +1,167 @@
+"""The JSON Schema of ``*.scenario.yaml`` files, built in Python and shipped as ``scenario.schema.json``.
+
+``python -m pytest_guards._scenario_schema`` prints it; a test keeps the shipped file in step. Editors
+(VS Code's YAML extension, JetBrains) can use the shipped file for completion and inline errors.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Final
+
+from pytest_guards._behaviours import BEHAVIOUR_JSON_SCHEMA
+
+__all__ = ["CHECKLIST_ITEMS", "OPERATORS", "SCENARIO_SCHEMA", "TARGETS"]
+
+CHECKLIST_ITEMS: Final = ("json_guard", "circuit_breaker", "cache", "health_check")
+TARGETS: Final = ("in_process", "live", "both")
+OPERATORS: Final = ("eq", "ne", "ge", "le", "gt", "lt", "in", "range", "regex")
+_MODES: Final = ["creative", "balanced", "fast"]
+_NAME: Final = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"}
+
+_SCALAR: Final = {"type": ["string", "number", "boolean", "null"]}
+_CHECK_OBJECT: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "eq": {},
+        "ne": {},
+        "ge": {"type": "number"},
+        "le": {"type": "number"},
+        "gt": {"type": "number"},
+        "lt": {"type": "number"},
+        "in": {"type": "array", "minItems": 1},
+        "range": {"type": "array", "items": {"type": "number"}, "minItems": 2, "maxItems": 2},
+        "regex": {"type": "string"},
+    },
+}
+#: a value to compare with: a plain scalar means ``eq``; a mapping names its operators (all must hold)
+CHECK: Final = {"anyOf": [_SCALAR, {"type": "array"}, _CHECK_OBJECT]}
+
+_METRIC_CHECK: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name"],
+    "properties": {
+        "name": {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$"},
+        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+        "value": CHECK,
+        "delta": CHECK,
+    },
+    "anyOf": [{"required": ["value"]}, {"required": ["delta"]}],
+}
+
+_EXPECT: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "breaker": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "mode": CHECK,
+        "cache": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "health": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "response": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "metric": {"type": "array", "items": _METRIC_CHECK, "minItems": 1},
+        "config": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "calls": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        "elapsed": CHECK,
+    },
+}
+
+_LLM_MAP: Final = {"type": "object", "propertyNames": _NAME, "additionalProperties": BEHAVIOUR_JSON_SCHEMA}
+
+_BRIEF: Final = {
+    "anyOf": [
+        {"type": "string", "minLength": 1},
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["prompt"],
+            "properties": {
+                "prompt": {"type": "string", "minLength": 1},
+                "mode": {"enum": _MODES},
+                "via": {"enum": ["http", "ensemble"]},
+                "distinct": {"type": "boolean"},
+            },
+        },
+    ]
+}
+
+
+def _step(key: str, value: Any) -> dict[str, Any]:
+    return {"type": "object", "additionalProperties": False, "required": [key], "properties": {key: value}}
+
+
+STEP: dict[str, Any] = {
+    "oneOf": [
+        _step("brief", _BRIEF),
+        _step("advance", {"type": "number", "minimum": 0}),
+        _step(
+            "health",
+            {
+                "anyOf": [
+                    {"type": "string"},
+                    {"type": "object", "additionalProperties": False, "properties": {"model": {"type": "string"}}},
+                ]
+            },
+        ),
+        _step(
+            "request",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["path"],
+                "properties": {
+                    "method": {"enum": ["GET", "POST"]},
+                    "path": {"type": "string", "pattern": "^/"},
+                    "json": {},
+                },
+            },
+        ),
+        _step("llm", _LLM_MAP),
+        _step("cache", {"enum": ["cleanup", "clear"]}),
+        _step("expect", _EXPECT),
+        _step(
+            "repeat",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["times", "steps"],
+                "properties": {
+                    "times": {"type": "integer", "minimum": 1, "maximum": 1000},
+                    "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+                },
+            },
+        ),
+    ]
+}
+
+SCENARIO_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://fragrance-ai.local/schemas/guards.scenario.schema.json",
+    "title": "pytest_guards scenario",
+    "description": "A fault, a passage of time and what must be true afterwards, for one checklist item.",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "title", "checklist", "steps"],
+    "properties": {
+        "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,80}$"},
+        "title": {"type": "string", "minLength": 1},
+        "checklist": {"enum": list(CHECKLIST_ITEMS)},
+        "markers": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+        "target": {"enum": list(TARGETS)},
+        "config": {"type": "object"},
+        "given": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {"mode": {"enum": _MODES}, "llm": _LLM_MAP},
+        },
+        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+    },
+    "$defs": {"step": STEP},
+}
+
+
+if __name__ == "__main__":  # pragma: no cover
+    print(json.dumps(SCENARIO_SCHEMA, indent=2, ensure_ascii=False))

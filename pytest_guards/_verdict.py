@@ -1,0 +1,123 @@
+"""The checklist verdict: scenario results grouped by checklist item, and SAFE / DO NOT PROMOTE.
+
+Safe means: every one of the four checklist items had at least one scenario, none failed, and no
+scenario file was invalid. Anything less is DO NOT PROMOTE, with the reason named.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pytest_guards._scenario_schema import CHECKLIST_ITEMS
+
+__all__ = ["SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
+
+SAFE = "SAFE TO PROMOTE TO PRODUCTION"
+UNSAFE = "DO NOT PROMOTE"
+
+_TITLES = {
+    "json_guard": "1. JSON Hard Guard",
+    "circuit_breaker": "2. Circuit Breaker",
+    "cache": "3. Cache LRU+TTL",
+    "health_check": "4. LLM Health Check",
+}
+
+
+@dataclass
+class ScenarioResult:
+    id: str
+    title: str
+    checklist: str | None  # None for a file that could not be read
+    file: str
+    line: int
+    target: str
+    outcome: str  # passed | failed | skipped
+    message: str = ""
+    duration_s: float = 0.0
+    virtual_seconds: float = 0.0
+
+
+@dataclass
+class Verdict:
+    results: list[ScenarioResult] = field(default_factory=list)
+    target: str = "in_process"
+    config_source: str = ""
+
+    def record(self, result: ScenarioResult) -> None:
+        self.results = [r for r in self.results if not (r.id == result.id and r.file == result.file)]
+        self.results.append(result)
+
+    @property
+    def ran(self) -> bool:
+        return bool(self.results)
+
+    def item(self, checklist: str) -> dict[str, Any]:
+        mine = [r for r in self.results if r.checklist == checklist]
+        return {
+            "passed": sum(r.outcome == "passed" for r in mine),
+            "failed": sum(r.outcome == "failed" for r in mine),
+            "skipped": sum(r.outcome == "skipped" for r in mine),
+            "failing": [r.id for r in mine if r.outcome != "passed"],
+        }
+
+    @property
+    def invalid_files(self) -> list[ScenarioResult]:
+        return [r for r in self.results if r.checklist is None]
+
+    def reasons(self) -> list[str]:
+        """Why not safe (empty when safe)."""
+        out = []
+        for checklist in CHECKLIST_ITEMS:
+            counts = self.item(checklist)
+            if counts["failed"] or counts["skipped"]:
+                out.append(f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
+            elif counts["passed"] == 0:
+                out.append(f"{_TITLES[checklist]}: no scenario verified it")
+        for bad in self.invalid_files:
+            out.append(f"invalid scenario file {bad.file}")
+        return out
+
+    @property
+    def safe(self) -> bool:
+        return self.ran and not self.reasons()
+
+    @property
+    def word(self) -> str:
+        return SAFE if self.safe else UNSAFE
+
+    def lines(self) -> list[str]:
+        out = [f"target: {self.target}" + (f"   config: {self.config_source}" if self.config_source else "")]
+        for checklist in CHECKLIST_ITEMS:
+            counts = self.item(checklist)
+            mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
+            line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
+            if counts["skipped"]:
+                line += f", {counts['skipped']} skipped"
+            if counts["failing"]:
+                line += "   failing: " + ", ".join(counts["failing"])
+            elif counts["passed"] == 0:
+                line += "   (no scenario verified it)"
+            out.append(line)
+        for bad in self.invalid_files:
+            out.append(f"✗ invalid scenario file: {bad.file}")
+        out.append("=" * 38)
+        out.append(("✓ " if self.safe else "✗ ") + self.word)
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "verdict": self.word,
+            "safe": self.safe,
+            "target": self.target,
+            "config": self.config_source,
+            "reasons": self.reasons(),
+            "items": {c: self.item(c) for c in CHECKLIST_ITEMS},
+            "scenarios": [asdict(r) for r in self.results],
+        }
+
+    def write(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
