@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test verify bench lint clean
+.PHONY: test verify snippets bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q tests
 
 verify: $(STAMP)
+	$(BIN)/fragrance-ai verify
+
+snippets: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/checklist_snippets.sh
 
 bench: $(STAMP)

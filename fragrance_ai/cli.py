@@ -6,14 +6,20 @@ Bad input (a broken config, a bad flag) ends in a clear message and exit code 2,
 from __future__ import annotations
 
 import argparse
+import json
+import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
 import yaml
 
 from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
 
 __all__ = ["main"]
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def _check_config(args: argparse.Namespace) -> int:
@@ -35,15 +41,74 @@ def _serve(args: argparse.Namespace) -> int:
 
     from fragrance_ai.service.app import create_app
 
+    path = find_config_path(args.config)
     try:
-        config = load_config(find_config_path(args.config))
+        config = load_config(path)
     except ConfigError as exc:
-        print(f"cannot start: {len(exc.issues)} config error(s):", file=sys.stderr)
+        print(f"cannot start: {len(exc.issues)} config error(s) in {path}:", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
         return 2
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level=args.log_level)
+    try:
+        app = create_app(config)
+    except ValueError as exc:  # a setting the loader accepts but a backend refuses (say, an ftp:// base_url)
+        print(f"cannot start with {path}: {exc}", file=sys.stderr)
+        return 2
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0
+
+
+def _port(text: str) -> int:
+    """An argparse type: a TCP port number 0-65535 (0 lets the OS pick one)."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {port}")
+    return port
+
+
+def _default_scenarios() -> Path:
+    local = Path("scenarios")
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "scenarios"
+
+
+def _verify(args: argparse.Namespace) -> int:
+    """Run the checklist scenarios (in-process, or live against --target) and exit 0 only when safe."""
+    config_path = find_config_path(args.config)
+    try:
+        load_config(config_path)
+    except ConfigError as exc:
+        print(f"{len(exc.issues)} error(s) in {config_path}:")
+        for issue in exc.issues:
+            print(f"  {issue}")
+        print("=" * 38)
+        print("✗ DO NOT PROMOTE (the config under test is invalid)")
+        return 1
+    scenarios = Path(args.scenarios) if args.scenarios else _default_scenarios()
+    if not scenarios.exists():
+        print(f"no scenarios at {scenarios}; pass --scenarios DIR")
+        print("✗ DO NOT PROMOTE (nothing was verified)")
+        return 1
+    with tempfile.TemporaryDirectory(prefix="guards-verify-") as tmp:
+        report = Path(tmp) / "report.json"
+        command = [
+            sys.executable, "-m", "pytest", str(scenarios), "-p", "no:cacheprovider", "-q",
+            "--guards-config", str(config_path.resolve()), "--guards-report", str(report),
+        ]
+        if args.target:
+            command += ["--guards-target", args.target]
+        command += list(args.pytest_args)
+        print(f"$ fragrance-ai verify: {' '.join(command[1:])}", flush=True)
+        completed = subprocess.run(command, check=False)
+        if not report.exists():
+            print(f"✗ DO NOT PROMOTE (the scenario run ended with exit code {completed.returncode} and no verdict)")
+            return 1
+        verdict = json.loads(report.read_text(encoding="utf-8"))
+    return 0 if verdict.get("safe") and completed.returncode == 0 else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +119,25 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("path", nargs="?", help="config file (default: the usual search order)")
     check.set_defaults(func=_check_config)
 
-    serve = sub.add_parser("serve", help="run the FastAPI service on uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve = sub.add_parser(
+        "serve",
+        help="run the FastAPI service on uvicorn",
+        description="Serve POST /v1/briefs, GET /health/llm, GET /health/guards and GET /metrics on uvicorn.",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port (default: %(default)s)")
     serve.add_argument("--config", help="config file (default: the usual search order)")
-    serve.add_argument("--log-level", default="info")
+    serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)
+
+    verify = sub.add_parser(
+        "verify", help="run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not)"
+    )
+    verify.add_argument("--config", help="config under test (default: the usual search order)")
+    verify.add_argument("--target", help="URL of a running service: run the live scenarios against it")
+    verify.add_argument("--scenarios", help="scenario directory (default: ./scenarios, else the project's)")
+    verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
+    verify.set_defaults(func=_verify)
 
     return parser
 
