@@ -586,6 +586,8 @@ def _build(
             values = c.fields(spec, path, _MODEL_SPEC, base)
             if values["backend"] == "openai" and not values["base_url"]:
                 c.error((*path, "base_url"), "required when backend is openai (e.g. http://127.0.0.1:8000/v1)")
+            elif values["base_url"] and not re.match(r"https?://[^/\s]+", values["base_url"]):
+                c.error((*path, "base_url"), f"must be an http:// or https:// URL, found {values['base_url']!r}")
             models[name] = ModelConfig(name=name, **values)
     names = tuple(models)
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.config_loader import Config
-from fragrance_ai.llm.backends import BackendError, CompletionRequest, LLMBackend, error_kind
+from fragrance_ai.llm.backends import CompletionRequest, LLMBackend, error_kind
 from fragrance_ai.llm.circuit_breaker import CircuitBreakerOpenError, LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import GuardResult, JSONGuardError, JSONHardGuard
 
@@ -171,35 +171,67 @@ class LLMEnsemble:
         return BriefResult(self.guard.fallback(self.schema), "fallback", None, mode, answers, tuple(tried))
 
     async def _try_model(self, model: str, request: CompletionRequest) -> tuple[str, GuardResult | None, int]:
-        """Ask one model (through its breaker) and guard its answer, re-asking with the reason on rejection."""
+        """Ask one model (through its breaker) and guard its answer, re-asking with the reason on rejection.
+
+        Returns ``(outcome, result or None, answers judged)``. Any failure of the call itself (transport,
+        timeout, open breaker, a backend bug) ends this model's turn at once, even during a re-ask:
+        backing off and re-asking a server that just failed only delays the next model.
+        """
         breaker = self.breakers.breakers[model]
         backend = self.backends[model]
         limit = self.config.llm.models[model].timeout
-        conversation, previous = request, ""
+        conversation, previous, answers = request, "", 0
 
         async def ask(req: CompletionRequest) -> str:
             async with self._atimeout(limit):
                 response = await backend.complete(req)
             return response.text
 
+        async def call(req: CompletionRequest) -> str:
+            nonlocal answers
+            try:
+                text = await breaker.acall(ask, req)
+            except AssertionError:
+                raise  # a test double's complaint (respx: unmatched request) must reach the test
+            except Exception as exc:  # noqa: BLE001 - every failure is an outcome code; the text stays in the log
+                raise _TurnOver(self._failure(model, exc)) from exc
+            answers += 1
+            return text
+
         async def regenerate(feedback: str) -> str:
             # the re-ask carries the rejected answer and why it was rejected
             nonlocal conversation, previous
             conversation = conversation.with_feedback(previous, feedback)
-            previous = await breaker.acall(ask, conversation)
+            previous = await call(conversation)
             return previous
 
         try:
-            text = await breaker.acall(ask, request)
-        except CircuitBreakerOpenError:
-            return "circuit_open", None, 0
-        except (BackendError, TimeoutError) as exc:
-            return error_kind(exc), None, 0
-        previous = text
-        try:
-            result = await self.guard.aguard(
-                text, self.schema, regenerate=regenerate, use_fallback=False
-            )
-        except JSONGuardError as exc:
-            return "invalid_response", None, exc.attempts
+            previous = await call(request)
+            result = await self.guard.aguard(previous, self.schema, regenerate=regenerate, use_fallback=False)
+        except _TurnOver as over:
+            return over.outcome, None, answers
+        except JSONGuardError:
+            return "invalid_response", None, answers
         return "ok", result, result.attempts
+
+    @staticmethod
+    def _failure(model: str, exc: Exception) -> str:
+        """The outcome code of a failed call; an unexpected exception is logged with its traceback."""
+        if isinstance(exc, CircuitBreakerOpenError):
+            return "circuit_open"
+        kind = error_kind(exc)
+        if kind == "error":
+            logger.error("model %s failed unexpectedly; trying the next model", model, exc_info=exc)
+        return kind
+
+
+class _TurnOver(BaseException):
+    """Ends one model's turn from inside the JSON guard's re-ask loop.
+
+    A BaseException so that the guard does not take a failed call for a rejected answer (it would
+    back off and re-ask the failing server); caught in :meth:`LLMEnsemble._try_model`.
+    """
+
+    def __init__(self, outcome: str) -> None:
+        super().__init__(outcome)
+        self.outcome = outcome

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from fragrance_ai.clock import AsyncTimeoutFn, Clock, monotonic
 from fragrance_ai.llm.backends import BackendError, error_kind
-from fragrance_ai.llm.circuit_breaker import OPEN, LLMCircuitBreakerManager
+from fragrance_ai.llm.circuit_breaker import CLOSED, OPEN, LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import JSONGuardError
 
 if TYPE_CHECKING:
@@ -87,7 +87,8 @@ class LLMHealthChecker:
             return result
         cached = self._results.get(model)
         if cached is not None and self._clock() - cached[0] < self.cache_seconds:
-            return dict(cached[1])
+            # the inference result may be reused; the breaker state is live and read again
+            return {**cached[1], "circuit_state": breaker.state if breaker is not None else CLOSED}
         task = self._inflight.get(model)
         if task is None or task.done():
             task = asyncio.ensure_future(self._run_check(model))
@@ -110,7 +111,9 @@ class LLMHealthChecker:
         started = self._clock()
         reason: str | None = None
         try:
-            brief = await self.ensemble.generate_single(self.prompt, model, timeout=self.timeout)
+            # the deadline cancels the whole check (inference and judging), not only the backend call
+            async with self._atimeout(self.timeout):
+                brief = await self.ensemble.generate_single(self.prompt, model, timeout=self.timeout)
             if not brief:
                 reason = "invalid_response"
         except TimeoutError:
@@ -130,7 +133,7 @@ class LLMHealthChecker:
         if reason is not None:
             result["reason"] = reason if reason in REASONS else "error"
         result["latency_ms"] = int(elapsed * 1000)
-        result["circuit_state"] = breaker.state if breaker is not None else "closed"
+        result["circuit_state"] = breaker.state if breaker is not None else CLOSED
         self._record(model, result, elapsed)
         if self.cache_seconds > 0:
             self._results[model] = (self._clock(), dict(result))

@@ -136,11 +136,18 @@ class GuardSystem:
         jg = config.json_guard
         cb = config.circuit_breaker
         return {
+            # which backend serves each model; never its base_url (it may carry credentials) or key
+            "models": {
+                name: {"backend": m.backend, "model_id": m.model_id, "timeout": m.timeout}
+                for name, m in config.llm.models.items()
+            },
             "json_guard": {
                 "enabled": jg.enabled,
                 "max_retries": jg.max_retries,
                 "backoff_base": jg.backoff_base,
                 "jitter": jg.jitter,
+                "backoff_max": jg.backoff_max,
+                "deadline": jg.deadline,
                 "fallback_enabled": jg.fallback_enabled,
                 "strict_schema": jg.strict_schema,
             },
@@ -163,6 +170,8 @@ class GuardSystem:
             "mode": {
                 "current": self.mode_controller.get_current_mode(),
                 "initial": config.mode_controller.initial_mode,
+                "modes": {name: list(m.models) for name, m in config.modes.items()},
+                "seconds_until_upshift": self.mode_controller.seconds_until_upshift(),
                 "downshifts_total": self.mode_controller.downshifts_total,
                 "upshifts_total": self.mode_controller.upshifts_total,
             },

@@ -222,3 +222,10 @@ def test_check_config_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert f"{path}:2: json_guard.max_retries" in captured.err
     assert f"{path}:4: cache.ttl_seconds" in captured.err
     assert "Traceback" not in captured.err
+
+
+def test_base_url_must_be_http(tmp_path: Path) -> None:
+    [(line, key, message)] = issues_of(
+        write(tmp_path, "llm:\n  models:\n    qwen: {backend: openai, base_url: 'ftp://x/v1'}\n")
+    )
+    assert (line, key) == (3, "llm.models.qwen.base_url") and "http://" in message
