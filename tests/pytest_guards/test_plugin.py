@@ -313,3 +313,8 @@ def test_guards_strict_counts_skips_as_failures(guards: pytest.Pytester) -> None
     strict = run(guards, "--guards-strict")
     strict.assert_outcomes(failed=1, xfailed=1)
     strict.stdout.fnmatch_lines(["*skipped under --guards-strict*toxiproxy-server not installed*"])
+
+
+def test_readme_shows_the_walkthrough_that_is_tested() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert README_EXAMPLE.strip() in readme
