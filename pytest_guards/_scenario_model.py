@@ -110,6 +110,10 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
 
     data = _substitute(data, (), env, lambda p, m: problems.append(_problem(name, positions, p, m)))
     for error in _VALIDATOR.iter_errors(data):
+        behaviour = _behaviour_problem(error)
+        if behaviour is not None:
+            problems.append(_problem(name, positions, tuple(error.absolute_path), behaviour))
+            continue
         for specific in _specific(error):
             problems.append(_problem(name, positions, tuple(specific[0]), specific[1]))
     if problems:
@@ -171,6 +175,20 @@ def _substitute(value: Any, path: KeyPath, env: Any, report: Any) -> Any:
     if isinstance(value, list):
         return [_substitute(v, (*path, i), env, report) for i, v in enumerate(value)]
     return value
+
+
+def _behaviour_problem(error: jsonschema.ValidationError) -> str | None:
+    """For an LLM behaviour, the behaviour parser's own message (it says what was meant), not the schema's."""
+    path = list(error.absolute_path)
+    if len(path) < 2 or path[-2] != "llm":
+        return None
+    try:
+        parse_behaviours(error.instance, where=format_path(tuple(path)))
+    except BehaviourError as exc:
+        text = str(exc)
+        prefix = format_path(tuple(path))
+        return text[len(prefix) + 2:] if text.startswith(prefix + ": ") else text
+    return None
 
 
 def _branch_matches(schema: Any, instance: Any) -> bool:

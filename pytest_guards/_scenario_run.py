@@ -60,6 +60,13 @@ def check(spec: Any, actual: Any) -> str | None:
     return " and ".join(failures) if failures else None
 
 
+def describe(spec: Any) -> str:
+    """What ``spec`` asks for, in words: ``>= 3``, ``one of [...]``, ``== 'open'``."""
+    if not isinstance(spec, dict):
+        return f"== {_show(spec)}"
+    return " and ".join(_describe(op, want) for op, want in spec.items())
+
+
 def _equal(actual: Any, expected: Any) -> bool:
     if isinstance(actual, bool) or isinstance(expected, bool):
         return actual is expected or (type(actual) is type(expected) and actual == expected)
@@ -323,7 +330,7 @@ async def _expect(
 
     def judge(label: str, spec: Any, actual: Any) -> None:
         if actual is _MISSING:
-            failures.append(f"{label}: expected {check(spec, object()) or _show(spec)}, but it is absent")
+            failures.append(f"{label}: expected {describe(spec)}, but it is absent")
             return
         problem = check(spec, actual)
         if problem is not None:
