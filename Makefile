@@ -1,13 +1,14 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
+# make tools   install promtool and toxiproxy-server into .tools/bin (make test does it)
 
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test verify snippets bench lint clean
+.PHONY: test tools verify snippets bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -15,8 +16,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+tools: $(STAMP)
+	bash scripts/install_promtool.sh
+	bash scripts/install_toxiproxy.sh
+
+test: $(STAMP) tools
+	$(BIN)/python -m pytest -q
 
 verify: $(STAMP)
 	$(BIN)/fragrance-ai verify

@@ -470,8 +470,8 @@ class LLMCircuitBreakerManager:
     """One circuit breaker per configured model, all wired to one shared ModeController.
 
     Every transition of any breaker to open downshifts the controller one step (when
-    ``circuit_breaker.auto_downshift``); every transition away from closed restarts its upshift quiet
-    period. With ``circuit_breaker.enabled`` false the breakers never open (they still count calls).
+    ``circuit_breaker.auto_downshift``) and restarts its upshift quiet period. With
+    ``circuit_breaker.enabled`` false the breakers never open (they still count calls).
     """
 
     def __init__(
@@ -513,11 +513,11 @@ class LLMCircuitBreakerManager:
         }
 
     def _on_transition(self, breaker: CircuitBreaker, old: str, new: str) -> None:
-        if new == CLOSED:
+        if new != OPEN:
             return
-        if new == OPEN and self.auto_downshift:
+        if self.auto_downshift:
             self.mode_controller.downshift(reason=f"circuit breaker for {breaker.model!r} opened")
-        # any breaker leaving closed is trouble: the upshift quiet period starts over
+        # a breaker opening is trouble: the upshift quiet period starts over
         self.mode_controller.evaluate(False)
 
     def get_breaker(self, model: str) -> CircuitBreaker | None:
@@ -541,9 +541,19 @@ class LLMCircuitBreakerManager:
         """Whether every breaker is closed."""
         return all(breaker.state == CLOSED for breaker in self.breakers.values())
 
+    def none_open(self) -> bool:
+        """Whether no breaker is open (closed or half-open, i.e. admitting calls)."""
+        return all(breaker.state != OPEN for breaker in self.breakers.values())
+
     def evaluate_upshift(self) -> str | None:
-        """Let the mode controller upshift if every breaker has been closed for its quiet period."""
-        return self.mode_controller.evaluate(self.all_closed())
+        """Let the mode controller upshift once no breaker has been open for its quiet period.
+
+        Half-open counts as quiet: a model that a downshifted mode no longer calls first (qwen is last
+        in balanced and absent from fast) would otherwise stay half-open forever and pin the service
+        in its lowest mode. Upshifting puts it back in front; if it still fails it reopens, which
+        downshifts again.
+        """
+        return self.mode_controller.evaluate(self.none_open())
 
     def __repr__(self) -> str:
         return f"LLMCircuitBreakerManager(states={self.states()!r}, mode={self.mode_controller.mode!r})"

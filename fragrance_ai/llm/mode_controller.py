@@ -136,10 +136,11 @@ class ModeController:
         return new
 
     def evaluate(self, all_breakers_closed: bool) -> str | None:
-        """Upshift one step if every breaker has been closed for a whole quiet period; returns the new mode or None.
+        """Upshift one step once the breakers have been quiet for a whole quiet period; the new mode or None.
 
-        Call it periodically with whether every breaker is closed now. A ``False`` restarts the quiet
-        period; so does every mode change, hence each further step needs another full quiet period.
+        Call it periodically with whether the breakers are quiet now (the manager passes "no breaker
+        open"). A ``False`` restarts the quiet period; so does every mode change, hence each further
+        step needs another full quiet period.
         """
         now = self._clock()
         with self._lock:

@@ -645,29 +645,44 @@ def test_manager_api() -> None:
     assert metrics[-1] == ("mistral", "open", "half_open")
 
 
-def test_upshift_after_a_quiet_period_with_every_breaker_closed() -> None:
+def test_upshift_after_a_quiet_period_since_the_last_open() -> None:
     clock = VirtualClock()
     m = LLMCircuitBreakerManager(config(quiet=300.0), clock=clock)
     qwen = m.breakers["qwen"]
-    trip(qwen)  # t=0: creative -> balanced
+    trip(qwen)  # t=0: creative -> balanced; the quiet period starts
     clock.advance(60)
     run(qwen, "SSSSS")  # t=60: closed again
     assert m.all_closed()
-    # half-open at t=60 restarted the quiet period
-    clock.advance(299)
-    assert m.evaluate_upshift() is None
+    clock.advance(239)
+    assert m.evaluate_upshift() is None  # t=299
     clock.advance(1)
-    assert m.evaluate_upshift() == "creative"
+    assert m.evaluate_upshift() == "creative"  # t=300
     assert m.mode_controller.upshifts_total == 1
 
 
-def test_evaluate_upshift_waits_while_a_breaker_is_not_closed() -> None:
+def test_an_open_breaker_holds_the_mode_down() -> None:
     clock = VirtualClock()
     m = LLMCircuitBreakerManager(config(quiet=300.0), clock=clock)
     trip(m.breakers["qwen"])
-    clock.advance(1000)
-    assert m.states()["qwen"] == "half_open"
+    clock.advance(30)
+    assert m.states()["qwen"] == "open"
     assert m.evaluate_upshift() is None and m.mode_controller.mode == "balanced"
+
+
+def test_a_half_open_breaker_no_mode_calls_does_not_pin_the_mode_down() -> None:
+    """qwen is absent from fast and last in balanced: if upshift waited for it to close, nothing would
+    ever send it the trial calls that close it, and the service would stay downshifted forever."""
+    clock = VirtualClock()
+    m = LLMCircuitBreakerManager(config(quiet=300.0), clock=clock)
+    trip(m.breakers["qwen"])  # creative -> balanced
+    trip(m.breakers["mistral"])  # balanced -> fast
+    clock.advance(1000)
+    assert m.states()["qwen"] == m.states()["mistral"] == "half_open"
+    assert m.evaluate_upshift() == "balanced"
+    clock.advance(300)
+    assert m.evaluate_upshift() == "creative"  # qwen is first again and gets its trial calls
+    trip(m.breakers["qwen"])  # ... and if it still fails, it reopens and the mode steps down again
+    assert m.mode_controller.mode == "balanced"
 
 
 def test_the_checklist_verification_snippet(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:

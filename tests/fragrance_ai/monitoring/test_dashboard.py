@@ -17,7 +17,7 @@ from monitoring_support import REPO, promql_references
 from fragrance_ai.metrics import STATE_VALUES
 from fragrance_ai.monitoring import dashboard_path
 
-PROVISIONING = REPO / "monitoring" / "grafana" / "provisioning"
+PROVISIONING = REPO / "deploy" / "grafana" / "provisioning"  # docker-compose.yml mounts it
 
 #: what the dashboard must show, as (what, metric names any of which a panel may query for it)
 REQUIRED = (

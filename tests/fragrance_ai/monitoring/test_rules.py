@@ -255,8 +255,8 @@ def test_reference_check_reports_unknown_metrics_labels_and_records(check_refs: 
 
 
 def test_the_compose_prometheus_config_loads_the_shipped_rules(run_promtool: RunPromtool, tmp_path: Path) -> None:
-    """monitoring/prometheus.yml is valid, and with its rule_files pointed at the package's rules it loads them."""
-    config_file = REPO / "monitoring" / "prometheus.yml"
+    """deploy/prometheus.yml is valid, and with its rule_files pointed at the package's rules it loads them."""
+    config_file = REPO / "deploy" / "prometheus.yml"
     syntax = run_promtool("check", "config", "--syntax-only", str(config_file))
     assert syntax.returncode == 0, syntax.stdout + syntax.stderr
 
