@@ -21,6 +21,7 @@ from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
 from pytest_guards._metrics import MetricsProbe
 from pytest_guards._scenario_items import InvalidScenarioItem, ScenarioFile, ScenarioItem
 from pytest_guards._system import GuardHarness
+from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
 from pytest_guards._verdict import ScenarioResult, Verdict
 
 _CONFIG_KEY = pytest.StashKey[Config]()
@@ -234,6 +235,43 @@ async def guard_system(
         yield harness
     finally:
         await harness.aclose()
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
+    """A real Toxiproxy server: ``--toxiproxy-url``/``$TOXIPROXY_URL``, else ``toxiproxy-server`` started on 127.0.0.1.
+
+    Unavailable: the tests skip saying how to install it; under ``CI=true`` they fail instead.
+    """
+    config = request.config
+    url = option(config, "toxiproxy_url") or os.environ.get("TOXIPROXY_URL") or None
+    roots = (config.rootpath, Path(config.invocation_params.dir), Path(__file__).resolve().parent.parent)
+    try:
+        server = open_server(url, dict.fromkeys(roots))
+    except ToxiproxyUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"{exc}\n(CI=true: toxiproxy tests must run, not skip; {INSTALL_HINT})", pytrace=False)
+        pytest.skip(str(exc))
+    with server:
+        server.bind_client()
+        yield server
+
+
+@pytest.fixture
+def toxic_proxy(
+    request: pytest.FixtureRequest, toxiproxy: ToxiproxyServer, fake_llm_server: FakeLLMServer
+) -> Iterator[ToxicProxies]:
+    """Make proxies (``toxic_proxy()`` in front of ``fake_llm_server``, or ``toxic_proxy("host:port")``) with toxics.
+
+    Every proxy the test made is deleted and the server reset afterwards, pass or fail.
+    """
+    proxies = ToxicProxies(
+        toxiproxy, request.node.nodeid, default_upstream=lambda: fake_llm_server, models=fake_llm_server.models
+    )
+    try:
+        yield proxies
+    finally:
+        proxies.close()
 
 
 __all__ = ["ClockMisuseError", "option"]

@@ -1,0 +1,99 @@
+"""``python -m pytest_guards.fake_llm_server``: the fake models as a standalone server (docker-compose's fake-llm).
+
+real-time: the command runs as a real process on a real port; the test polls it for at most a few
+seconds (0.05 s steps) and stops it with SIGTERM.
+"""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from pytest_guards.fake_llm_server import main
+
+pytestmark = pytest.mark.network
+
+BODY = {"model": "any", "messages": [{"role": "user", "content": "a summer citrus"}]}
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "pytest_guards.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
+            "--set", 'qwen=["connection_error", {"http_error": 503}, "valid"]',
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the fake LLM server did not come up: {process.communicate(timeout=5)[0]}")
+            # real-time: waiting for a real process to listen
+            time.sleep(0.05)
+        yield url, process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+
+
+def test_it_serves_the_scripted_models_and_relays_a_dropped_connection(served: tuple[str, subprocess.Popen[str]]) -> None:
+    url, _ = served
+    assert httpx.get(f"{url}/health", timeout=5).json() == {"status": "ok", "models": ["qwen", "mistral"]}
+    with httpx.Client(base_url=url, timeout=5) as client:
+        with pytest.raises(httpx.RemoteProtocolError):
+            client.post("/qwen/v1/chat/completions", json=BODY)  # connection_error: dropped, not answered
+        assert client.post("/qwen/v1/chat/completions", json=BODY).status_code == 503
+        ok = client.post("/qwen/v1/chat/completions", json=BODY)
+        assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"].startswith("{")
+        assert client.post("/mistral/v1/chat/completions", json=BODY).status_code == 200
+        assert client.post("/gpt/v1/chat/completions", json=BODY).status_code == 501
+
+
+def test_sigterm_stops_it_cleanly(served: tuple[str, subprocess.Popen[str]]) -> None:
+    _, process = served
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=10)
+    assert process.returncode == 0
+    assert "fake LLM server: qwen, mistral on http://127.0.0.1:" in output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "gpt=valid"], "--set expects MODEL=JSON with MODEL one of qwen, mistral, llama, found 'gpt=valid'"),
+        (["--set", 'qwen=[{"bogus": 1}]'], "--set qwen[0]: expected exactly one behaviour key"),
+        (["--models", " , "], "--models names no model"),
+        (["--max-log", "0"], "--max-log must be >= 1"),
+    ],
+)
+def test_bad_arguments_exit_2_saying_what_is_wrong(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(args) == 2
+    assert message in capsys.readouterr().err
