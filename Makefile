@@ -26,7 +26,7 @@ test: $(STAMP) tools
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
-verify: $(STAMP)
+verify: $(STAMP) tools
 	$(BIN)/fragrance-ai verify
 
 snippets: $(STAMP)

@@ -8,6 +8,7 @@ as checklist lines (``repr_failure``), never as pytest tracebacks.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,49 @@ from prometheus_client import CollectorRegistry
 
 from fragrance_ai.config_loader import Config, ConfigError
 from pytest_guards._clock import GuardClock
+from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
+from pytest_guards._live_service import LiveService
 from pytest_guards._metrics import MetricsProbe
 from pytest_guards._scenario_model import Scenario, ScenarioFileError, load_scenario
-from pytest_guards._scenario_run import InProcessTarget, LiveTarget, ScenarioFailure, run_scenario
+from pytest_guards._scenario_run import InProcessTarget, LiveTarget, NetworkTarget, ScenarioFailure, run_scenario
 from pytest_guards._system import GuardHarness
+from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
 
-__all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
+__all__ = ["InvalidScenarioItem", "NetworkResources", "ScenarioFile", "ScenarioItem"]
+
+
+class NetworkResources:
+    """The Toxiproxy server and fake LLM server that toxiproxy scenarios share, started on first use."""
+
+    def __init__(self, url: str | None, roots: list[Path], models: tuple[str, ...]) -> None:
+        self.url = url
+        self.roots = roots
+        self.models = models
+        self.server: ToxiproxyServer | None = None
+        self.fake: FakeLLMServer | None = None
+        self._unavailable: str | None = None
+
+    def get(self) -> tuple[ToxiproxyServer, FakeLLMServer]:
+        if self._unavailable is not None:
+            raise ToxiproxyUnavailable(self._unavailable)
+        if self.server is None or self.fake is None:
+            try:
+                server = open_server(self.url, dict.fromkeys(self.roots))
+            except ToxiproxyUnavailable as exc:
+                self._unavailable = str(exc)
+                raise
+            server.bind_client()
+            self.server = server
+            self.fake = FakeLLMServer(self.models).start()
+        return self.server, self.fake
+
+    def close(self) -> None:
+        if self.fake is not None:
+            self.fake.stop()
+        if self.server is not None:
+            self.server.close()
+        self.server = self.fake = None
 
 
 class ScenarioFile(pytest.File):
@@ -32,6 +69,7 @@ class ScenarioFile(pytest.File):
 
     base_config: Config
     target_url: str | None = None
+    network: NetworkResources
 
     def collect(self) -> Any:
         try:
@@ -50,6 +88,9 @@ class ScenarioFile(pytest.File):
         item = ScenarioItem.from_parent(self, name=scenario.id, scenario=scenario, mode=mode)
         for marker in scenario.markers:
             item.add_marker(marker)
+        if scenario.needs_toxiproxy:
+            item.add_marker("toxiproxy")
+            item.add_marker("network")
         yield item
 
 
@@ -89,6 +130,14 @@ class ScenarioItem(pytest.Item):
             if self.mode == "live":
                 assert parent.target_url is not None
                 asyncio.run(self._run_live(parent.target_url))
+            elif self.scenario.needs_toxiproxy:
+                try:
+                    server, fake = parent.network.get()
+                except ToxiproxyUnavailable as exc:
+                    if in_ci():
+                        pytest.fail(f"{exc}\n(CI=true: toxiproxy scenarios must run, not skip; {INSTALL_HINT})", pytrace=False)
+                    pytest.skip(str(exc))
+                asyncio.run(self._run_network(parent.base_config, server, fake))
             else:
                 asyncio.run(self._run_in_process(parent.base_config))
         finally:
@@ -96,13 +145,7 @@ class ScenarioItem(pytest.Item):
 
     async def _run_in_process(self, base: Config) -> None:
         scenario = self.scenario
-        config = base
-        if scenario.config:
-            try:
-                config = base.with_overrides(scenario.config, source=f"{base.source} + {scenario.file.name}")
-            except ConfigError as exc:
-                lines = [f"config override {issue.key}: {issue.message}" for issue in exc.issues]
-                raise ScenarioFailure(scenario, None, lines) from None
+        config = self._config(base)
         unknown = [m for m in scenario.given_llm if m not in config.model_names]
         if unknown:
             raise ScenarioFailure(
@@ -130,6 +173,44 @@ class ScenarioItem(pytest.Item):
             clock.stop()
         try:
             llm.check()
+        except UnmatchedRequestError as exc:
+            raise ScenarioFailure(scenario, None, [str(exc)]) from None
+
+    def _config(self, base: Config) -> Config:
+        scenario = self.scenario
+        if not scenario.config:
+            return base
+        try:
+            return base.with_overrides(scenario.config, source=f"{base.source} + {scenario.file.name}")
+        except ConfigError as exc:
+            lines = [f"config override {issue.key}: {issue.message}" for issue in exc.issues]
+            raise ScenarioFailure(scenario, None, lines) from None
+
+    async def _run_network(self, base: Config, server: ToxiproxyServer, fake: FakeLLMServer) -> None:
+        """The real service on a socket, each model behind its own Toxiproxy proxy in front of the fake LLM server."""
+        scenario = self.scenario
+        config = self._config(base)
+        fake.reset()
+        proxies = ToxicProxies(server, self.nodeid, default_upstream=lambda: fake, models=config.model_names)
+        started = time.monotonic()
+        try:
+            per_model = proxies.per_model(config.model_names)
+            config = config.with_overrides(ToxicProxies.backend_overrides(per_model), source=config.source)
+            for model, script in scenario.given_llm.items():
+                fake.set(model, script)
+            with LiveService(config) as service:
+                if scenario.given_mode:
+                    service.system.mode_controller.set_mode(scenario.given_mode)
+                async with httpx.AsyncClient(base_url=service.url, timeout=httpx.Timeout(30.0, connect=5.0)) as client:
+                    target = NetworkTarget(service.system, client, fake, per_model)
+                    for model, spec in scenario.given_network.items():
+                        target.network(model, spec)
+                    await run_scenario(scenario, target, clock_elapsed=target.elapsed)
+        finally:
+            self.virtual_seconds = time.monotonic() - started  # real seconds here: nothing is simulated
+            proxies.close()
+        try:
+            fake.check()
         except UnmatchedRequestError as exc:
             raise ScenarioFailure(scenario, None, [str(exc)]) from None
 

@@ -22,9 +22,14 @@ __all__ = ["Problem", "Scenario", "ScenarioFileError", "Step", "load_scenario"]
 
 _VALIDATOR: Final = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
 _ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
-_STEP_KINDS: Final = ("brief", "advance", "health", "request", "llm", "cache", "expect", "repeat")
 #: what a live target (a running service reached over HTTP) cannot do
-_IN_PROCESS_STEPS: Final = {"advance": "move virtual time", "llm": "script LLM faults", "cache": "reach the cache"}
+_IN_PROCESS_STEPS: Final = {
+    "advance": "move virtual time",
+    "llm": "script LLM faults",
+    "cache": "reach the cache",
+    "network": "inject network faults",
+    "wait": "wait in real time",
+}
 _IN_PROCESS_EXPECT: Final = {"config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
 
 
@@ -76,6 +81,8 @@ class Scenario:
     given_mode: str | None
     given_llm: dict[str, Script]
     steps: tuple[Step, ...]
+    requires: tuple[str, ...]
+    given_network: dict[str, Any]
     file: Path
     line: int
     positions: dict[KeyPath, Position] = field(repr=False)
@@ -91,6 +98,11 @@ class Scenario:
     @property
     def live_capable(self) -> bool:
         return self.target in ("live", "both")
+
+    @property
+    def needs_toxiproxy(self) -> bool:
+        """Runs the real service on a socket, its models behind Toxiproxy, in real time."""
+        return "toxiproxy" in self.requires
 
 
 def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario:
@@ -128,6 +140,7 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     steps = _steps(data["steps"], ("steps",), positions, report)
     if target in ("live", "both"):
         _check_live(data, steps, report)
+    _check_time(data, steps, report)
     if problems:
         raise ScenarioFileError(name, problems)
     return Scenario(
@@ -140,6 +153,8 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
         given_mode=given.get("mode"),
         given_llm=given_llm,
         steps=steps,
+        requires=tuple(data.get("requires", ())),
+        given_network=dict(given.get("network", {})),
         file=path,
         line=positions.get(("id",), Position(1, 1)).line,
         positions=positions,
@@ -255,10 +270,32 @@ def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], 
     return tuple(out)
 
 
+def _walk(steps: tuple[Step, ...]) -> Any:
+    for step in steps:
+        yield step
+        yield from _walk(step.steps)
+
+
+def _check_time(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
+    """Network scenarios run in real time (Toxiproxy cannot be fooled by a virtual clock); the others never do."""
+    network = "toxiproxy" in data.get("requires", ())
+    if data.get("given", {}).get("network") and not network:
+        report(("given", "network"), "network faults need `requires: [toxiproxy]`")
+    for step in _walk(steps):
+        if step.kind == "network" and not network:
+            report(step.path, "network faults need `requires: [toxiproxy]`")
+        elif step.kind == "wait" and not network:
+            report(step.path, "`wait` is real time, for toxiproxy scenarios only; use `advance` (virtual time)")
+        elif step.kind == "advance" and network:
+            report(step.path, "a toxiproxy scenario runs in real time: use `wait: seconds` (at most 30), not `advance`")
+
+
 def _check_live(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
     why = f"target {data.get('target')!r} runs against a live service, which cannot"
     if "config" in data:
         report(("config",), f"{why} take config overrides (use target: in_process)")
+    if data.get("requires"):
+        report(("requires",), f"{why} put Toxiproxy in front of its models (use target: in_process)")
     if data.get("given", {}).get("llm"):
         report(("given", "llm"), f"{why} script LLM faults (use target: in_process)")
 

@@ -6,8 +6,10 @@ expectation, expected vs found, the step and the file:line it is written on.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -215,6 +217,101 @@ class InProcessTarget(_HTTPMixin):
     def calls(self, model: str) -> int:
         return self._calls_before_set.get(model, 0) + self.harness.llm.call_count(model)
 
+    def advance(self, seconds: float) -> None:
+        self.harness.clock.advance(seconds)
+
+    def cache_op(self, op: str) -> None:
+        _cache_op(self.harness.cache, op)
+
+
+def _cache_op(cache: Any, op: str) -> None:
+    if cache is None:
+        raise RuntimeError("the cache is disabled in this config")
+    if op == "cleanup":
+        cache.cleanup_expired()
+    else:
+        cache.clear()
+
+
+class NetworkTarget(_HTTPMixin):
+    """The real service on a loopback socket, its models behind Toxiproxy in front of the fake LLM server.
+
+    Real time: ``wait`` sleeps for real. The service's own objects (breakers, cache, metrics) are read
+    directly, since it runs in this process.
+    """
+
+    name = "network"
+
+    def __init__(self, system: Any, client: httpx.AsyncClient, llm: Any, proxies: dict[str, Any]) -> None:
+        self.system = system
+        self.client = client
+        self.llm = llm
+        self.proxies = proxies
+        self.metrics = MetricsProbe(system.metrics.registry)
+        self._calls_before_set: dict[str, int] = {}
+        self._toxics: dict[str, list[str]] = {}
+        self._started = time.monotonic()
+
+    @property
+    def config(self) -> Config:
+        config: Config = self.system.config
+        return config
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    async def prepare(self) -> None:
+        self.metrics.mark()
+        self._started = time.monotonic()
+
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
+        body: dict[str, Any] = {"prompt": prompt}
+        if mode is not None:
+            body["mode"] = mode
+        return await self.request("POST", "/v1/briefs", json=body)
+
+    async def breaker_states(self) -> dict[str, str]:
+        states: dict[str, str] = self.system.breakers.states()
+        return states
+
+    async def mode(self) -> str:
+        return str(self.system.mode_controller.get_current_mode())
+
+    async def cache_stats(self) -> dict[str, Any]:
+        cache = self.system.cache
+        return {"enabled": False} if cache is None else {"enabled": True, **cache.stats()}
+
+    async def refresh_metrics(self) -> None:
+        return None
+
+    def set_llm(self, model: str, script: Script) -> None:
+        self._calls_before_set[model] = self.calls(model)
+        self.llm.set(model, script)
+
+    def calls(self, model: str) -> int:
+        return self._calls_before_set.get(model, 0) + int(self.llm.call_count(model))
+
+    def cache_op(self, op: str) -> None:
+        _cache_op(self.system.cache, op)
+
+    def network(self, model: str, spec: Any) -> None:
+        """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy."""
+        proxy = self.proxies[model]
+        if spec == "down":
+            proxy.disable()
+            return
+        if spec in ("up", "clear"):
+            proxy.enable()
+            if spec == "clear":
+                for name in self._toxics.pop(model, []):
+                    proxy.remove(name)
+            return
+        for toxic in spec if isinstance(spec, list) else [spec]:
+            options = {k: toxic[k] for k in ("direction", "toxicity") if k in toxic}
+            (kind, attributes), = ((k, v) for k, v in toxic.items() if k not in ("direction", "toxicity"))
+            name = proxy.add(kind, **options, **(attributes or {}))
+            self._toxics.setdefault(model, []).append(name)
+
 
 class LiveTarget(_HTTPMixin):
     """A running service reached over HTTP (pre-promotion): only what its endpoints show."""
@@ -307,20 +404,24 @@ async def _act(step: Step, target: Any, state: _State) -> None:
     elif step.kind == "request":
         state.last_response = await target.request(value.get("method", "GET"), value["path"], json=value.get("json"))
     elif step.kind == "advance":
-        target.harness.clock.advance(value)
+        target.advance(value)
+    elif step.kind == "wait":
+        await asyncio.sleep(value)  # real-time: a toxiproxy scenario's breaker timeouts pass for real
     elif step.kind == "llm":
         for model, script in value.items():
-            if model not in target.config.model_names:
-                raise KeyError(f"no model {model!r} is configured (configured: {', '.join(target.config.model_names)})")
+            _known(target, model)
             target.set_llm(model, script)
+    elif step.kind == "network":
+        for model, spec in value.items():
+            _known(target, model)
+            target.network(model, spec)
     elif step.kind == "cache":
-        cache = target.harness.cache
-        if cache is None:
-            raise RuntimeError("the cache is disabled in this config")
-        if value == "cleanup":
-            cache.cleanup_expired()
-        else:
-            cache.clear()
+        target.cache_op(value)
+
+
+def _known(target: Any, model: str) -> None:
+    if model not in target.config.model_names:
+        raise KeyError(f"no model {model!r} is configured (configured: {', '.join(target.config.model_names)})")
 
 
 async def _expect(

@@ -11,12 +11,23 @@ from typing import Any, Final
 
 from pytest_guards._behaviours import BEHAVIOUR_JSON_SCHEMA
 
-__all__ = ["CHECKLIST_ITEMS", "OPERATORS", "SCENARIO_SCHEMA", "TARGETS"]
+__all__ = ["CHECKLIST_ITEMS", "OPERATORS", "REQUIREMENTS", "SCENARIO_SCHEMA", "TARGETS", "TOXIC_ATTRIBUTES"]
 
 CHECKLIST_ITEMS: Final = ("json_guard", "circuit_breaker", "cache", "health_check")
 TARGETS: Final = ("in_process", "live", "both")
 OPERATORS: Final = ("eq", "ne", "ge", "le", "gt", "lt", "in", "range", "regex")
 _MODES: Final = ["creative", "balanced", "fast"]
+REQUIREMENTS: Final = ("toxiproxy",)
+#: Toxiproxy's toxic types and their attribute names (as its API spells them)
+TOXIC_ATTRIBUTES: Final = {
+    "latency": ("latency", "jitter"),
+    "bandwidth": ("rate",),
+    "slow_close": ("delay",),
+    "timeout": ("timeout",),
+    "reset_peer": ("timeout",),
+    "slicer": ("average_size", "size_variation", "delay"),
+    "limit_data": ("bytes",),
+}
 _NAME: Final = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,62}$"}
 
 _SCALAR: Final = {"type": ["string", "number", "boolean", "null"]}
@@ -71,6 +82,34 @@ _EXPECT: Final = {
 
 _LLM_MAP: Final = {"type": "object", "propertyNames": _NAME, "additionalProperties": BEHAVIOUR_JSON_SCHEMA}
 
+_TOXIC: Final = {
+    "oneOf": [
+        {
+            "type": "object",
+            "additionalProperties": False,
+            "required": [kind],
+            "properties": {
+                kind: {
+                    "type": ["object", "null"],
+                    "additionalProperties": False,
+                    "properties": {name: {"type": "integer", "minimum": 0} for name in names},
+                },
+                "direction": {"enum": ["downstream", "upstream"]},
+                "toxicity": {"type": "number", "minimum": 0, "maximum": 1},
+            },
+        }
+        for kind, names in TOXIC_ATTRIBUTES.items()
+    ]
+}
+#: per model: ``down`` (the proxy stops listening), ``up``, ``clear`` (toxics removed, proxy up), or toxics
+_NETWORK_MAP: Final = {
+    "type": "object",
+    "propertyNames": _NAME,
+    "additionalProperties": {
+        "anyOf": [{"enum": ["down", "up", "clear"]}, _TOXIC, {"type": "array", "items": _TOXIC, "minItems": 1}]
+    },
+}
+
 _BRIEF: Final = {
     "anyOf": [
         {"type": "string", "minLength": 1},
@@ -120,6 +159,8 @@ STEP: dict[str, Any] = {
             },
         ),
         _step("llm", _LLM_MAP),
+        _step("network", _NETWORK_MAP),
+        _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 30}),
         _step("cache", {"enum": ["cleanup", "clear"]}),
         _step("expect", _EXPECT),
         _step(
@@ -151,11 +192,12 @@ SCENARIO_SCHEMA: Final[dict[str, Any]] = {
         "checklist": {"enum": list(CHECKLIST_ITEMS)},
         "markers": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
         "target": {"enum": list(TARGETS)},
+        "requires": {"type": "array", "items": {"enum": list(REQUIREMENTS)}, "uniqueItems": True},
         "config": {"type": "object"},
         "given": {
             "type": "object",
             "additionalProperties": False,
-            "properties": {"mode": {"enum": _MODES}, "llm": _LLM_MAP},
+            "properties": {"mode": {"enum": _MODES}, "llm": _LLM_MAP, "network": _NETWORK_MAP},
         },
         "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
     },

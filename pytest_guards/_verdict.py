@@ -45,6 +45,8 @@ class Verdict:
     results: list[ScenarioResult] = field(default_factory=list)
     target: str = "in_process"
     config_source: str = ""
+    #: count skipped scenarios against the verdict (``--guards-strict``); otherwise they are shown, not held against it
+    strict: bool = False
 
     def record(self, result: ScenarioResult) -> None:
         self.results = [r for r in self.results if not (r.id == result.id and r.file == result.file)]
@@ -60,7 +62,8 @@ class Verdict:
             "passed": sum(r.outcome == "passed" for r in mine),
             "failed": sum(r.outcome == "failed" for r in mine),
             "skipped": sum(r.outcome == "skipped" for r in mine),
-            "failing": [r.id for r in mine if r.outcome != "passed"],
+            "failing": [r.id for r in mine if r.outcome == "failed" or (self.strict and r.outcome == "skipped")],
+            "skipped_ids": [r.id for r in mine if r.outcome == "skipped"],
         }
 
     @property
@@ -72,7 +75,7 @@ class Verdict:
         out = []
         for checklist in CHECKLIST_ITEMS:
             counts = self.item(checklist)
-            if counts["failed"] or counts["skipped"]:
+            if counts["failing"]:
                 out.append(f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
             elif counts["passed"] == 0:
                 out.append(f"{_TITLES[checklist]}: no scenario verified it")
@@ -95,7 +98,7 @@ class Verdict:
             mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
             line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
             if counts["skipped"]:
-                line += f", {counts['skipped']} skipped"
+                line += f", {counts['skipped']} skipped ({', '.join(counts['skipped_ids'])})"
             if counts["failing"]:
                 line += "   failing: " + ", ".join(counts["failing"])
             elif counts["passed"] == 0:

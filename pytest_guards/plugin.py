@@ -19,7 +19,7 @@ from pytest_guards._clock import ClockMisuseError, GuardClock
 from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
 from pytest_guards._metrics import MetricsProbe
-from pytest_guards._scenario_items import InvalidScenarioItem, ScenarioFile, ScenarioItem
+from pytest_guards._scenario_items import InvalidScenarioItem, NetworkResources, ScenarioFile, ScenarioItem
 from pytest_guards._system import GuardHarness
 from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
 from pytest_guards._verdict import ScenarioResult, Verdict
@@ -27,6 +27,7 @@ from pytest_guards._verdict import ScenarioResult, Verdict
 _CONFIG_KEY = pytest.StashKey[Config]()
 _STRICT_KEY = pytest.StashKey[bool]()
 _VERDICT_KEY = pytest.StashKey[Verdict]()
+_NETWORK_KEY = pytest.StashKey[NetworkResources]()
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     # (flag, ini name, help, metavar)
@@ -83,7 +84,20 @@ def pytest_configure(config: pytest.Config) -> None:
         lines = "\n".join(f"  {issue}" for issue in exc.issues)
         raise pytest.UsageError(f"guards config {path} is invalid ({len(exc.issues)} error(s)):\n{lines}") from None
     target = option(config, "guards_target")
-    config.stash[_VERDICT_KEY] = Verdict(target=target or "in_process", config_source=str(path))
+    config.stash[_VERDICT_KEY] = Verdict(
+        target=target or "in_process", config_source=str(path), strict=config.stash[_STRICT_KEY]
+    )
+    config.stash[_NETWORK_KEY] = NetworkResources(
+        option(config, "toxiproxy_url") or os.environ.get("TOXIPROXY_URL") or None,
+        list(dict.fromkeys((config.rootpath, Path(config.invocation_params.dir), Path(__file__).resolve().parent.parent))),
+        config.stash[_CONFIG_KEY].model_names,
+    )
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    network = config.stash.get(_NETWORK_KEY, None)
+    if network is not None:
+        network.close()
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFile | None:
@@ -97,6 +111,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     node: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
     node.base_config = parent.config.stash[_CONFIG_KEY]
     node.target_url = option(parent.config, "guards_target") or None
+    node.network = parent.config.stash[_NETWORK_KEY]
     return node
 
 

@@ -47,7 +47,10 @@ WEAKENED = {
 
 def test_six_weakened_configs_are_not_promoted_and_say_why() -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        results = dict(zip(WEAKENED, pool.map(lambda name: verify("--config", str(WEAK / name)), WEAKENED)))
+        # the real-time toxiproxy scenarios are left out here: the config checks run in-process
+        results = dict(
+            zip(WEAKENED, pool.map(lambda n: verify("--config", str(WEAK / n), "--", "-m", "not toxiproxy"), WEAKENED))
+        )
     for name, cause in WEAKENED.items():
         result = results[name]
         assert result.returncode == 1, (name, result.stdout[-2000:])

@@ -224,3 +224,20 @@ def test_scenario_glob_is_an_ini_setting(guards: pytest.Pytester) -> None:
 )
 def test_check_operators(spec: Any, actual: Any, problem: str | None) -> None:
     assert check(spec, actual) == problem
+
+
+def test_network_faults_need_toxiproxy_and_real_time(guards: pytest.Pytester) -> None:
+    write(guards, "a.scenario.yaml", scenario("hc-net-a", "health_check", "network: {qwen: down}"))
+    write(guards, "b.scenario.yaml", scenario("hc-net-b", "health_check", "advance: 5", extra="requires: [toxiproxy]\n"))
+    write(guards, "c.scenario.yaml", scenario("hc-net-c", "health_check", "wait: 1"))
+    write(guards, "d.scenario.yaml", scenario("hc-net-d", "health_check", "health: all", extra="requires: [toxiproxy]\ntarget: both\n"))
+    result = run(guards)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            esc("*a.scenario.yaml:5:5: steps[0]: network faults need `requires: [toxiproxy]`*"),
+            esc("*b.scenario.yaml:6:5: steps[0]: a toxiproxy scenario runs in real time: use `wait: seconds`*"),
+            esc("*c.scenario.yaml:5:5: steps[0]: `wait` is real time, for toxiproxy scenarios only*"),
+            "*d.scenario.yaml:4:1: requires: target 'both' runs against a live service, which cannot put Toxiproxy in front of its models*",
+        ]
+    )
