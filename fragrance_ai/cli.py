@@ -12,24 +12,32 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 import yaml
 
-from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
+from fragrance_ai.config_loader import Config, ConfigError, find_config_path, load_config
 
 __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
+def _load_or_report(path: Path, heading: str, out: TextIO) -> Config | None:
+    """The config at ``path``, or None once its errors are printed to ``out`` under ``heading`` (``{count}``, ``{path}``)."""
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(heading.format(count=len(exc.issues), path=path), file=out)
+        for issue in exc.issues:
+            print(f"  {issue}", file=out)
+        return None
+
+
 def _check_config(args: argparse.Namespace) -> int:
     path = find_config_path(args.path)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in {path}:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
+    config = _load_or_report(path, "{count} error(s) in {path}:", sys.stderr)
+    if config is None:
         return 2
     print(f"# effective settings of {path}")
     print(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), end="")
@@ -42,12 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
     from fragrance_ai.service.app import create_app
 
     path = find_config_path(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print(f"cannot start: {len(exc.issues)} config error(s) in {path}:", file=sys.stderr)
-        for issue in exc.issues:
-            print(f"  {issue}", file=sys.stderr)
+    config = _load_or_report(path, "cannot start: {count} config error(s) in {path}:", sys.stderr)
+    if config is None:
         return 2
     try:
         app = create_app(config)
@@ -79,12 +83,7 @@ def _default_scenarios() -> Path:
 def _verify(args: argparse.Namespace) -> int:
     """Run the checklist scenarios (in-process, or live against --target) and exit 0 only when safe."""
     config_path = find_config_path(args.config)
-    try:
-        load_config(config_path)
-    except ConfigError as exc:
-        print(f"{len(exc.issues)} error(s) in {config_path}:")
-        for issue in exc.issues:
-            print(f"  {issue}")
+    if _load_or_report(config_path, "{count} error(s) in {path}:", sys.stdout) is None:
         print("=" * 38)
         print("✗ DO NOT PROMOTE (the config under test is invalid)")
         return 1

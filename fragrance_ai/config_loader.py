@@ -520,7 +520,7 @@ _JSON_GUARD_SPEC: Final[dict[str, _Spec]] = {
     "fallback_enabled": _bool(),
     "strict_schema": _bool(),
     "max_input_bytes": _int(lo=1),
-    "max_depth": _int(lo=1, hi=10_000),
+    "max_depth": _int(lo=1, hi=512),  # deeper risks a RecursionError inside json/jsonschema (the guard refuses it too)
     "max_reported_errors": _int(lo=1),
 }
 _BREAKER_SPEC: Final[dict[str, _Spec]] = {
@@ -528,7 +528,7 @@ _BREAKER_SPEC: Final[dict[str, _Spec]] = {
     "success_threshold": _int(lo=1),
     "timeout": _num(gt=0),
     "half_open_requests": _int(lo=1),
-    "window_size": _int(lo=1),
+    "window_size": _int(lo=1, hi=10_000),
     "minimum_calls": _int(lo=1),
 }
 _BREAKER_SECTION_SPEC: Final[dict[str, _Spec]] = {

@@ -51,7 +51,9 @@ def load_yaml_with_positions(text: str) -> tuple[Any, dict[KeyPath, Position], l
         node = loader.get_single_node()
         if node is None:
             return None, positions, problems
-        _walk(node, (), positions, problems)
+        _walk(node, (), positions, problems, set())
+        if any(p.message.startswith(_ALIAS) for p in problems):
+            return None, positions, problems  # never construct it: an alias can nest without end
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -68,18 +70,30 @@ def _at(node: yaml.Node) -> Position:
     return Position(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _walk(node: yaml.Node, path: KeyPath, positions: dict[KeyPath, Position], problems: list[YAMLProblem]) -> None:
+_ALIAS = "YAML aliases"
+
+
+def _walk(
+    node: yaml.Node, path: KeyPath, positions: dict[KeyPath, Position], problems: list[YAMLProblem], seen: set[int]
+) -> None:
+    if id(node) in seen:
+        # A node reached twice is an alias (*name). Aliases can refer to themselves or nest exponentially
+        # ("billion laughs"); these files are short and hand-written, so they are refused outright.
+        problems.append(YAMLProblem(path, _at(node), f"{_ALIAS} (*name) are not supported here; write the value out"))
+        return
+    if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+        seen.add(id(node))
     positions.setdefault(path, _at(node))
     if isinstance(node, yaml.MappingNode):
-        seen: set[Any] = set()
+        keys: set[Any] = set()
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else repr(key_node)
             sub = (*path, key)
-            if key in seen:
+            if key in keys:
                 problems.append(YAMLProblem(sub, _at(key_node), "duplicate key"))
-            seen.add(key)
+            keys.add(key)
             positions[sub] = _at(key_node)
-            _walk(value_node, sub, positions, problems)
+            _walk(value_node, sub, positions, problems, seen)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _walk(item, (*path, index), positions, problems)
+            _walk(item, (*path, index), positions, problems, seen)

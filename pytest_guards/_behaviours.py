@@ -4,7 +4,8 @@ A :class:`Behaviour` says how one chat-completions call goes wrong (or right); a
 ordered list of steps for one model; :func:`parse_behaviours` reads the same thing from plain
 YAML/JSON data; :func:`render` turns a behaviour into an :class:`Outcome` (status, headers, body,
 latency) that both transports (respx in ``_faulty_llm``, the real HTTP server in ``_fake_server``)
-serve byte for byte alike. :class:`ScriptBook` is the thread-safe bookkeeping both share.
+serve byte for byte alike. :class:`ScriptBook` is the thread-safe bookkeeping both share, and
+:class:`ScriptedModels` the scripting API both expose.
 
 What this module must not do: any I/O, sleeping or reading the clock (transports wait; this module
 only says how long), use unseeded randomness, or read wall time (``created`` in a body is fixed so that
@@ -37,6 +38,7 @@ __all__ = [
     "Script",
     "ScriptBook",
     "ScriptCursor",
+    "ScriptedModels",
     "Step",
     "UnmatchedRequestError",
     "connection_error",
@@ -45,6 +47,7 @@ __all__ = [
     "flaky",
     "http_error",
     "invalid_json",
+    "json_body",
     "malformed_body",
     "parse_behaviours",
     "prose",
@@ -888,3 +891,55 @@ class ScriptBook:
             f"{self.label}: {len(unmatched)} {noun} matched no configured model:{separator}{lines}\n"
             f"(configured models: {', '.join(self.models)})"
         )
+
+
+def json_body(content: bytes) -> object:
+    """A request's body as the call log records it: the parsed JSON, or None when it is not JSON."""
+    try:
+        return json.loads(content)
+    except ValueError:  # JSONDecodeError and UnicodeDecodeError: not a JSON body
+        return None
+
+
+class ScriptedModels:
+    """The scripting and inspection API of a fake LLM (``set``, ``calls``, ``check``...), kept in one ScriptBook.
+
+    Shared by both transports (``FaultyLLM``, ``FakeLLMServer``), so the two read alike; a subclass
+    says in :meth:`_where` whether and where it is running, for its ``repr``.
+    """
+
+    def __init__(self, models: Iterable[str], *, label: str) -> None:
+        self._book = ScriptBook(models, label=label)
+        self.models: tuple[str, ...] = self._book.models
+
+    def set(self, model: str, *steps: object) -> None:
+        """Replace ``model``'s script (behaviours, ``flaky`` steps, a ``Script`` or plain data) and restart its call index."""
+        self._book.set(model, *steps)
+
+    def reset(self) -> None:
+        """Every model back to ``valid()`` forever; call logs and unmatched requests cleared."""
+        self._book.reset()
+
+    def calls(self, model: str) -> list[CallRecord]:
+        """The calls ``model`` received since its script was last set."""
+        return self._book.calls(model)
+
+    def call_count(self, model: str) -> int:
+        """How many calls ``model`` received since its script was last set."""
+        return self._book.call_count(model)
+
+    @property
+    def unmatched(self) -> list[str]:
+        """Requests that matched no configured model, as ``"METHOD URL"``."""
+        return self._book.unmatched
+
+    def check(self) -> None:
+        """Raise :class:`UnmatchedRequestError` naming every request that matched no configured model."""
+        self._book.check()
+
+    def _where(self) -> str:
+        """Where the fake is, for ``repr``: ``"stopped"``, ``"started"``, ``"127.0.0.1:8000"``..."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(models={list(self.models)!r}, {self._where()})"

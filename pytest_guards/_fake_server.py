@@ -2,8 +2,9 @@
 
 For tests where the network itself matters (real sockets, real timeouts, connection drops, a service
 under test running in its own process). A small Starlette app runs on uvicorn in a background thread
-on a free loopback port; the same :class:`~pytest_guards._behaviours.ScriptBook` as ``FaultyLLM``
-keeps scripts and logs, so ``set``/``calls``/``check`` read the same.
+on a free loopback port (:class:`~pytest_guards._uvicorn_thread.UvicornThread`); the same
+:class:`~pytest_guards._behaviours.ScriptedModels` API as ``FaultyLLM`` keeps scripts and logs, so
+``set``/``calls``/``check`` read the same.
 
 Transport semantics: ``latency`` is real time; ``timeout`` holds the request unanswered until the
 client gives up, the server stops, or ``max_hold`` passes, and then drops the connection;
@@ -18,64 +19,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import socket
 import threading
 from collections.abc import Iterable
 from types import TracebackType
-from typing import Any
 from urllib.parse import quote
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pytest_guards._behaviours import CallRecord, Outcome, ScriptBook, UnmatchedRequestError
+from pytest_guards._behaviours import Outcome, ScriptedModels, UnmatchedRequestError, json_body
+from pytest_guards._uvicorn_thread import HOST, LoopbackServer, UvicornThread
 
 __all__ = ["FakeLLMServer", "UnmatchedRequestError"]
 
-HOST = "127.0.0.1"
 _ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 #: how long to wait for uvicorn to notice a dropped connection before the handler returns anyway
 _DISCONNECT_GRACE = 5.0
-
-
-class _Uvicorn(uvicorn.Server):
-    """uvicorn that signals a threading.Event once listening, and owns the asyncio.Event that releases held requests."""
-
-    def __init__(self, config: uvicorn.Config) -> None:
-        super().__init__(config)
-        self.ready = threading.Event()
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.release: asyncio.Event | None = None
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        self.loop = asyncio.get_running_loop()
-        self.release = asyncio.Event()
-        try:
-            await super().startup(sockets=sockets)
-        finally:
-            self.ready.set()
-
-    def transport_of(self, client: Any) -> asyncio.Transport | None:
-        """The transport of the open connection whose peer is ``client`` (ASGI ``scope["client"]``), if any.
-
-        ASGI gives an app no handle on its connection; uvicorn's server state lists every open
-        connection's protocol with its peer address and transport, which is enough to abort one.
-        """
-        if not client:
-            return None
-        peer = tuple(client)
-        connection: Any
-        for connection in list(self.server_state.connections):
-            address = getattr(connection, "client", None)
-            if address is not None and tuple(address) == peer:
-                transport: asyncio.Transport | None = getattr(connection, "transport", None)
-                return transport
-        return None
 
 
 class _Drop(Response):
@@ -87,7 +49,7 @@ class _Drop(Response):
     and ``test_fake_server`` fails loudly.
     """
 
-    def __init__(self, server: _Uvicorn) -> None:
+    def __init__(self, server: LoopbackServer) -> None:
         super().__init__(b"")
         self._server = server
 
@@ -102,19 +64,19 @@ class _Drop(Response):
 class _Hold(Response):
     """Never answer: wait until the client disconnects, the server stops, or ``max_hold`` passes; then drop."""
 
-    def __init__(self, server: _Uvicorn, max_hold: float) -> None:
+    def __init__(self, server: LoopbackServer, max_hold: float) -> None:
         super().__init__(b"")
         self._server = server
         self._max_hold = max_hold
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        release = self._server.release
-        assert release is not None  # set in startup, before any request
+        stopping = self._server.stopping
+        assert stopping is not None  # set in startup, before any request
         gone = asyncio.ensure_future(_until_disconnect(receive, None))
-        stopping = asyncio.ensure_future(release.wait())
+        released = asyncio.ensure_future(stopping.wait())
         # real-time: fake server latency is real network time (a held request is bounded by max_hold)
-        await asyncio.wait({gone, stopping}, timeout=self._max_hold, return_when=asyncio.FIRST_COMPLETED)
-        stopping.cancel()
+        await asyncio.wait({gone, released}, timeout=self._max_hold, return_when=asyncio.FIRST_COMPLETED)
+        released.cancel()
         if gone.done():
             return
         gone.cancel()
@@ -130,14 +92,7 @@ async def _until_disconnect(receive: Receive, limit: float | None) -> None:
                 pass
 
 
-def _parse_body(content: bytes) -> object:
-    try:
-        return json.loads(content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError: not a JSON body
-        return None
-
-
-class FakeLLMServer:
+class FakeLLMServer(ScriptedModels):
     """Fake OpenAI-compatible models on a real loopback socket: ``start()``, ``set`` scripts, point clients at ``base_url(model)``.
 
     Routes: ``POST /<model>/v1/chat/completions``; ``POST /v1/chat/completions`` (routed by the body's
@@ -154,18 +109,13 @@ class FakeLLMServer:
         start_timeout: float = 10.0,
         stop_timeout: float = 10.0,
     ) -> None:
-        self._book = ScriptBook(models, label="fake_llm_server")
-        self.models = self._book.models
+        super().__init__(models, label="fake_llm_server")
         for label, value in (("max_hold", max_hold), ("start_timeout", start_timeout), ("stop_timeout", stop_timeout)):
             if not (isinstance(value, (int, float)) and value > 0):
                 raise ValueError(f"fake_llm_server: {label} must be a positive number of seconds, found {value!r}")
         self.max_hold = float(max_hold)
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
-        self.port: int | None = None
-        self._server: _Uvicorn | None = None
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
         self.app = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
@@ -175,8 +125,19 @@ class FakeLLMServer:
                 Route("/{path:path}", self._unmatched, methods=_ALL_METHODS),
             ]
         )
+        self._uvicorn = UvicornThread(self.app, label="fake_llm_server", lifespan="off")
 
     # -- lifecycle
+
+    @property
+    def port(self) -> int | None:
+        """The loopback port it listens on (None before the first start; after stop, the last one)."""
+        return self._uvicorn.port
+
+    @property
+    def _thread(self) -> threading.Thread | None:
+        """The serving thread while started (tests check that stop ends it)."""
+        return self._uvicorn.thread
 
     @property
     def url(self) -> str:
@@ -192,67 +153,12 @@ class FakeLLMServer:
 
     def start(self) -> FakeLLMServer:
         """Listen on a free 127.0.0.1 port and serve from a background thread; return once it accepts connections."""
-        if self._thread is not None:
-            raise RuntimeError("fake_llm_server: already started; stop() it first")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        try:
-            sock.bind((HOST, 0))
-        except OSError:
-            sock.close()
-            raise
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            host=HOST,
-            port=port,
-            http="h11",
-            loop="asyncio",
-            lifespan="off",
-            log_config=None,  # never reconfigure the test process's logging
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=2,
-        )
-        server = _Uvicorn(config)
-        self._error = None
-        thread = threading.Thread(target=self._run, args=(server, sock), name=f"fake-llm-server:{port}", daemon=True)
-        self._server, self._thread, self.port = server, thread, port
-        thread.start()
-        if not server.ready.wait(self.start_timeout) or not server.started:
-            self.stop()
-            sock.close()
-            raise RuntimeError(
-                f"fake_llm_server: did not start listening on {HOST}:{port} within {self.start_timeout:g}s"
-                + (f": {self._error!r}" if self._error is not None else "")
-            )
+        self._uvicorn.start(self.start_timeout, stop_timeout=self.stop_timeout)
         return self
-
-    def _run(self, server: _Uvicorn, sock: socket.socket) -> None:
-        try:
-            server.run(sockets=[sock])
-        except BaseException as exc:  # noqa: BLE001 - reported by start(); a thread must not die silently
-            self._error = exc
-        finally:
-            server.ready.set()
-            sock.close()
 
     def stop(self) -> None:
         """Release held requests, shut the server down and join its thread (bounded; idempotent)."""
-        server, thread = self._server, self._thread
-        self._server = self._thread = None
-        if server is None or thread is None:
-            return
-        server.should_exit = True
-        loop, release = server.loop, server.release
-        if loop is not None and release is not None:
-            with contextlib.suppress(RuntimeError):  # the loop already closed: nothing is held
-                loop.call_soon_threadsafe(release.set)
-        thread.join(self.stop_timeout)
-        if thread.is_alive():
-            server.force_exit = True
-            thread.join(self.stop_timeout)
-            if thread.is_alive():
-                raise RuntimeError(f"fake_llm_server: the server thread did not exit within {2 * self.stop_timeout:g}s")
+        self._uvicorn.stop(self.stop_timeout)
 
     def __enter__(self) -> FakeLLMServer:
         return self.start()
@@ -260,36 +166,10 @@ class FakeLLMServer:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    # -- scripting and inspection (shared with FaultyLLM through ScriptBook)
+    # -- scripting and inspection: set/reset/calls/call_count/unmatched/check come from ScriptedModels
 
-    def set(self, model: str, *steps: object) -> None:
-        """Replace ``model``'s script (behaviours, ``flaky`` steps, a ``Script`` or plain data) and restart its call index."""
-        self._book.set(model, *steps)
-
-    def reset(self) -> None:
-        """Every model back to ``valid()`` forever; call logs and unmatched requests cleared."""
-        self._book.reset()
-
-    def calls(self, model: str) -> list[CallRecord]:
-        """The calls ``model`` received since its script was last set."""
-        return self._book.calls(model)
-
-    def call_count(self, model: str) -> int:
-        """How many calls ``model`` received since its script was last set."""
-        return self._book.call_count(model)
-
-    @property
-    def unmatched(self) -> list[str]:
-        """Requests that matched no configured model, as ``"METHOD URL"``."""
-        return self._book.unmatched
-
-    def check(self) -> None:
-        """Raise :class:`UnmatchedRequestError` naming every request that matched no configured model."""
-        self._book.check()
-
-    def __repr__(self) -> str:
-        where = f"{HOST}:{self.port}" if self._thread is not None else "stopped"
-        return f"FakeLLMServer(models={list(self.models)!r}, {where})"
+    def _where(self) -> str:
+        return f"{HOST}:{self.port}" if self._uvicorn.running else "stopped"
 
     # -- routes
 
@@ -300,10 +180,10 @@ class FakeLLMServer:
         model = request.path_params["model"]
         if model not in self.models:
             return self._not_found(request)
-        return await self._serve(model, _parse_body(await request.body()))
+        return await self._serve(model, json_body(await request.body()))
 
     async def _by_body(self, request: Request) -> Response:
-        body = _parse_body(await request.body())
+        body = json_body(await request.body())
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(model, str) or model not in self.models:
             return self._not_found(request, f" (body model {model!r})")
@@ -320,14 +200,14 @@ class FakeLLMServer:
 
     async def _serve(self, model: str, body: object) -> Response:
         _, outcome = self._book.take_call(model, body)
-        server = self._server
-        if server is None or server.release is None:  # stopping between accept and here
+        server = self._uvicorn.server
+        if server is None or server.stopping is None:  # stopping between accept and here
             return JSONResponse({"error": {"message": "fake_llm_server: stopping", "code": 503}}, status_code=503)
-        if outcome.latency and await _released_within(server.release, outcome.latency):
+        if outcome.latency and await _released_within(server.stopping, outcome.latency):
             return _Drop(server)  # stopped during the latency: a stopping server drops the connection
         return self._respond(outcome, server)
 
-    def _respond(self, outcome: Outcome, server: _Uvicorn) -> Response:
+    def _respond(self, outcome: Outcome, server: LoopbackServer) -> Response:
         if outcome.kind == "timeout":
             return _Hold(server, self.max_hold)
         if outcome.kind == "connection_error":

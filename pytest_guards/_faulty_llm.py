@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import json
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
@@ -24,7 +23,7 @@ import httpx
 import respx
 
 from fragrance_ai.clock import AsyncSleepFn, SleepFn
-from pytest_guards._behaviours import CallRecord, Outcome, ScriptBook, UnmatchedRequestError
+from pytest_guards._behaviours import Outcome, ScriptedModels, UnmatchedRequestError, json_body
 
 __all__ = ["FaultyLLM", "UnmatchedRequestError", "default_base_url"]
 
@@ -56,14 +55,7 @@ def _endpoint_key(url: httpx.URL) -> _Key:
     return (url.scheme, url.host, port, url.path.rstrip("/"))
 
 
-def _parse_body(content: bytes) -> object:
-    try:
-        return json.loads(content)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError: not a JSON body
-        return None
-
-
-class FaultyLLM:
+class FaultyLLM(ScriptedModels):
     """Fake OpenAI-compatible models behind respx: ``set`` a script per model, point clients at ``base_url(model)``.
 
     Latency and timeouts wait through ``asleep`` (async clients; default ``asyncio.sleep``) or
@@ -82,8 +74,7 @@ class FaultyLLM:
         base_url_for: Callable[[str], str] | None = None,
         pass_through: Iterable[str] = (),
     ) -> None:
-        self._book = ScriptBook(models, label="faulty_llm")
-        self.models = self._book.models
+        super().__init__(models, label="faulty_llm")
         self._asleep: AsyncSleepFn = asyncio.sleep if asleep is None else asleep
         self._sleep: SleepFn = time.sleep if sleep is None else sleep
         url_of = default_base_url if base_url_for is None else base_url_for
@@ -127,41 +118,15 @@ class FaultyLLM:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
 
-    # -- scripting and inspection (shared with FakeLLMServer through ScriptBook)
+    # -- scripting and inspection: set/reset/calls/call_count/unmatched/check come from ScriptedModels
 
     def base_url(self, model: str) -> str:
         """The API root to configure for ``model`` (``.../v1``; requests go to ``{base_url}/chat/completions``)."""
         self._book.script(model)  # unknown model: ValueError naming the configured ones
         return self._base_urls[model]
 
-    def set(self, model: str, *steps: object) -> None:
-        """Replace ``model``'s script (behaviours, ``flaky`` steps, a ``Script`` or plain data) and restart its call index."""
-        self._book.set(model, *steps)
-
-    def reset(self) -> None:
-        """Every model back to ``valid()`` forever; call logs and unmatched requests cleared."""
-        self._book.reset()
-
-    def calls(self, model: str) -> list[CallRecord]:
-        """The calls ``model`` received since its script was last set."""
-        return self._book.calls(model)
-
-    def call_count(self, model: str) -> int:
-        """How many calls ``model`` received since its script was last set."""
-        return self._book.call_count(model)
-
-    @property
-    def unmatched(self) -> list[str]:
-        """Requests that matched no configured model, as ``"METHOD URL"``."""
-        return self._book.unmatched
-
-    def check(self) -> None:
-        """Raise :class:`UnmatchedRequestError` naming every request that matched no configured model."""
-        self._book.check()
-
-    def __repr__(self) -> str:
-        state = "started" if self._router is not None else "stopped"
-        return f"FaultyLLM(models={list(self.models)!r}, {state})"
+    def _where(self) -> str:
+        return "started" if self._router is not None else "stopped"
 
     # -- the respx side effect
 
@@ -174,7 +139,7 @@ class FaultyLLM:
             self._book.record_unmatched(f"{request.method} {url}")
             body = {"error": {"message": f"faulty_llm: no configured model answers {request.method} {url}", "code": 501}}
             return httpx.Response(501, json=body, request=request)
-        _, outcome = self._book.take_call(model, _parse_body(request.content))
+        _, outcome = self._book.take_call(model, json_body(request.content))
         wait = outcome.latency
         if outcome.kind == "timeout" and not wait:
             wait = _read_timeout(request)

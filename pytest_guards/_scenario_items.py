@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
 from pytest_guards._live_service import LiveService
 from pytest_guards._metrics import MetricsProbe
-from pytest_guards._scenario_model import Scenario, ScenarioFileError, load_scenario
+from pytest_guards._scenario_model import Problem, Scenario, ScenarioFileError, load_scenario
 from pytest_guards._scenario_run import InProcessTarget, LiveTarget, NetworkTarget, ScenarioFailure, run_scenario
 from pytest_guards._system import GuardHarness
 from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
@@ -34,7 +35,7 @@ __all__ = ["InvalidScenarioItem", "NetworkResources", "ScenarioFile", "ScenarioI
 class NetworkResources:
     """The Toxiproxy server and fake LLM server that toxiproxy scenarios share, started on first use."""
 
-    def __init__(self, url: str | None, roots: list[Path], models: tuple[str, ...]) -> None:
+    def __init__(self, url: str | None, roots: list[Path], models: Callable[[], tuple[str, ...]]) -> None:
         self.url = url
         self.roots = roots
         self.models = models
@@ -53,7 +54,7 @@ class NetworkResources:
                 raise
             server.bind_client()
             self.server = server
-            self.fake = FakeLLMServer(self.models).start()
+            self.fake = FakeLLMServer(self.models()).start()
         return self.server, self.fake
 
     def close(self) -> None:
@@ -71,11 +72,24 @@ class ScenarioFile(pytest.File):
     target_url: str | None = None
     network: NetworkResources
 
+    #: scenario id -> the file that claimed it first (shared by every file of the session)
+    seen_ids: dict[str, Path]
+
     def collect(self) -> Any:
+        path = Path(self.path)
         try:
-            scenario = load_scenario(Path(self.path))
+            scenario = load_scenario(path)
         except ScenarioFileError as exc:
             yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - one unreadable file must not stop the whole run
+            problem = Problem(str(path), None, None, "", f"cannot be read: {type(exc).__name__}: {exc}")
+            yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=ScenarioFileError(str(path), [problem]))
+            return
+        first = self.seen_ids.setdefault(scenario.id, path)
+        if first != path:
+            problem = Problem(str(path), scenario.line, 1, "id", f"id {scenario.id!r} is already used by {first}")
+            yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=ScenarioFileError(str(path), [problem]))
             return
         if self.target_url:
             if not scenario.live_capable:
@@ -159,7 +173,10 @@ class ScenarioItem(pytest.Item):
         llm.start()
         harness: GuardHarness | None = None
         try:
-            harness = GuardHarness.build(config, clock, llm, MetricsProbe(CollectorRegistry()))
+            try:
+                harness = GuardHarness.build(config, clock, llm, MetricsProbe(CollectorRegistry()))
+            except (ValueError, MemoryError) as exc:  # a setting the loader accepts but a guard refuses
+                raise ScenarioFailure(scenario, None, [f"the system cannot be built from this config: {exc}"]) from None
             if scenario.given_mode:
                 harness.mode_controller.set_mode(scenario.given_mode)
             for model, script in scenario.given_llm.items():

@@ -134,6 +134,7 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     def report(path_: KeyPath, message: str) -> None:
         problems.append(_problem(name, positions, path_, message))
 
+    _check_patterns(data, (), report)
     target = data.get("target", "in_process")
     given = data.get("given", {})
     given_llm = _scripts(given.get("llm", {}), ("given", "llm"), report)
@@ -268,6 +269,22 @@ def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], 
             value = _scripts(value, (*step_path, "llm"), report)
         out.append(Step(kind, value, step_path, line, children))
     return tuple(out)
+
+
+def _check_patterns(value: Any, path: KeyPath, report: Any) -> None:
+    """Every ``regex:`` check must compile: a bad pattern is a mistake in the file, found at load."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "regex" and isinstance(item, str):
+                try:
+                    re.compile(item)
+                except re.error as exc:
+                    report((*path, key), f"invalid regular expression {item!r}: {exc}")
+            else:
+                _check_patterns(item, (*path, key), report)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_patterns(item, (*path, index), report)
 
 
 def _walk(steps: tuple[Step, ...]) -> Any:

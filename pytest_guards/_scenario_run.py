@@ -160,6 +160,13 @@ class _HTTPMixin:
         response = await self.client.request(method, path, json=json, params=params)
         return Response(response.status_code, _decode(response))
 
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
+        """``POST /v1/briefs`` (``via`` is only for targets that can also call the ensemble directly)."""
+        body: dict[str, Any] = {"prompt": prompt}
+        if mode is not None:
+            body["mode"] = mode
+        return await self.request("POST", "/v1/briefs", json=body)
+
     async def _guards(self) -> dict[str, Any]:
         response = await self.client.get("/health/guards")
         if response.status_code != 200:
@@ -168,107 +175,20 @@ class _HTTPMixin:
         return body
 
 
-class InProcessTarget(_HTTPMixin):
-    """The reference system of this repository, wired on virtual time with scripted LLMs."""
+class _SystemInThisProcess(_HTTPMixin):
+    """A target whose guards run in this process, read directly, with models scripted here through ``llm``.
 
-    name = "in_process"
-
-    def __init__(self, harness: GuardHarness) -> None:
-        self.harness = harness
-        self.client = harness.client
-        self.metrics = harness.metrics
-        self._calls_before_set: dict[str, int] = {}
-
-    async def prepare(self) -> None:
-        self.harness.metrics.mark()
-
-    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
-        if via == "ensemble":
-            result = await self.harness.brief(prompt, mode)
-            return Response(200, result.to_dict())
-        response = await self.harness.post_brief(prompt, mode)
-        return Response(response.status_code, _decode(response))
-
-    async def breaker_states(self) -> dict[str, str]:
-        states: dict[str, str] = self.harness.breakers.states()
-        return states
-
-    async def mode(self) -> str:
-        return self.harness.mode
-
-    async def cache_stats(self) -> dict[str, Any]:
-        cache = self.harness.cache
-        if cache is None:
-            return {"enabled": False}
-        stats: dict[str, Any] = {"enabled": True, **cache.stats()}
-        return stats
-
-    async def refresh_metrics(self) -> None:
-        return None
-
-    @property
-    def config(self) -> Config:
-        return self.harness.config
-
-    def set_llm(self, model: str, script: Script) -> None:
-        self._calls_before_set[model] = self.calls(model)
-        self.harness.llm.set(model, script)
-
-    def calls(self, model: str) -> int:
-        return self._calls_before_set.get(model, 0) + self.harness.llm.call_count(model)
-
-    def advance(self, seconds: float) -> None:
-        self.harness.clock.advance(seconds)
-
-    def cache_op(self, op: str) -> None:
-        _cache_op(self.harness.cache, op)
-
-
-def _cache_op(cache: Any, op: str) -> None:
-    if cache is None:
-        raise RuntimeError("the cache is disabled in this config")
-    if op == "cleanup":
-        cache.cleanup_expired()
-    else:
-        cache.clear()
-
-
-class NetworkTarget(_HTTPMixin):
-    """The real service on a loopback socket, its models behind Toxiproxy in front of the fake LLM server.
-
-    Real time: ``wait`` sleeps for real. The service's own objects (breakers, cache, metrics) are read
-    directly, since it runs in this process.
+    ``calls`` counts across re-scripting: a fake's call log restarts whenever its script is set.
     """
 
-    name = "network"
-
-    def __init__(self, system: Any, client: httpx.AsyncClient, llm: Any, proxies: dict[str, Any]) -> None:
-        self.system = system
-        self.client = client
-        self.llm = llm
-        self.proxies = proxies
-        self.metrics = MetricsProbe(system.metrics.registry)
-        self._calls_before_set: dict[str, int] = {}
-        self._toxics: dict[str, list[str]] = {}
-        self._started = time.monotonic()
+    system: Any
+    llm: Any
+    _calls_before_set: dict[str, int]
 
     @property
     def config(self) -> Config:
         config: Config = self.system.config
         return config
-
-    def elapsed(self) -> float:
-        return time.monotonic() - self._started
-
-    async def prepare(self) -> None:
-        self.metrics.mark()
-        self._started = time.monotonic()
-
-    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
-        body: dict[str, Any] = {"prompt": prompt}
-        if mode is not None:
-            body["mode"] = mode
-        return await self.request("POST", "/v1/briefs", json=body)
 
     async def breaker_states(self) -> dict[str, str]:
         states: dict[str, str] = self.system.breakers.states()
@@ -292,7 +212,66 @@ class NetworkTarget(_HTTPMixin):
         return self._calls_before_set.get(model, 0) + int(self.llm.call_count(model))
 
     def cache_op(self, op: str) -> None:
-        _cache_op(self.system.cache, op)
+        cache = self.system.cache
+        if cache is None:
+            raise RuntimeError("the cache is disabled in this config")
+        if op == "cleanup":
+            cache.cleanup_expired()
+        else:
+            cache.clear()
+
+
+class InProcessTarget(_SystemInThisProcess):
+    """The reference system of this repository, wired on virtual time with scripted LLMs."""
+
+    name = "in_process"
+
+    def __init__(self, harness: GuardHarness) -> None:
+        self.harness = harness
+        self.system = harness.system
+        self.client = harness.client
+        self.llm = harness.llm
+        self.metrics = harness.metrics
+        self._calls_before_set = {}
+
+    async def prepare(self) -> None:
+        self.harness.metrics.mark()
+
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
+        if via == "ensemble":
+            result = await self.harness.brief(prompt, mode)
+            return Response(200, result.to_dict())
+        return await super().brief(prompt, mode, via)
+
+    def advance(self, seconds: float) -> None:
+        self.harness.clock.advance(seconds)
+
+
+class NetworkTarget(_SystemInThisProcess):
+    """The real service on a loopback socket, its models behind Toxiproxy in front of the fake LLM server.
+
+    Real time: ``wait`` sleeps for real. The service's own objects (breakers, cache, metrics) are read
+    directly, since it runs in this process.
+    """
+
+    name = "network"
+
+    def __init__(self, system: Any, client: httpx.AsyncClient, llm: Any, proxies: dict[str, Any]) -> None:
+        self.system = system
+        self.client = client
+        self.llm = llm
+        self.proxies = proxies
+        self.metrics = MetricsProbe(system.metrics.registry)
+        self._calls_before_set = {}
+        self._toxics: dict[str, list[str]] = {}
+        self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    async def prepare(self) -> None:
+        self.metrics.mark()
+        self._started = time.monotonic()
 
     def network(self, model: str, spec: Any) -> None:
         """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy."""
@@ -326,12 +305,6 @@ class LiveTarget(_HTTPMixin):
     async def prepare(self) -> None:
         await self.refresh_metrics()
         self.metrics.mark()
-
-    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
-        body: dict[str, Any] = {"prompt": prompt}
-        if mode is not None:
-            body["mode"] = mode
-        return await self.request("POST", "/v1/briefs", json=body)
 
     async def breaker_states(self) -> dict[str, str]:
         models = (await self._guards()).get("circuit_breaker", {}).get("models", {})

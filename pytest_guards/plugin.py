@@ -19,15 +19,17 @@ from pytest_guards._clock import ClockMisuseError, GuardClock
 from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
 from pytest_guards._metrics import MetricsProbe
+from pytest_guards._session import SessionConfig
 from pytest_guards._scenario_items import InvalidScenarioItem, NetworkResources, ScenarioFile, ScenarioItem
 from pytest_guards._system import GuardHarness
 from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
 from pytest_guards._verdict import ScenarioResult, Verdict
 
-_CONFIG_KEY = pytest.StashKey[Config]()
+_CONFIG_KEY = pytest.StashKey[SessionConfig]()
 _STRICT_KEY = pytest.StashKey[bool]()
 _VERDICT_KEY = pytest.StashKey[Verdict]()
 _NETWORK_KEY = pytest.StashKey[NetworkResources]()
+_IDS_KEY = pytest.StashKey[dict[str, Path]]()
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     # (flag, ini name, help, metavar)
@@ -78,11 +80,12 @@ def pytest_configure(config: pytest.Config) -> None:
     path = find_config_path(given or None)
     if given and not os.path.isabs(given):
         path = Path(config.invocation_params.dir) / given
-    try:
-        config.stash[_CONFIG_KEY] = load_config(path)
-    except ConfigError as exc:
-        lines = "\n".join(f"  {issue}" for issue in exc.issues)
-        raise pytest.UsageError(f"guards config {path} is invalid ({len(exc.issues)} error(s)):\n{lines}") from None
+    session = config.stash[_CONFIG_KEY] = SessionConfig(path, explicit=bool(given))
+    if session.explicit:
+        try:
+            session.get()
+        except ConfigError as exc:
+            raise pytest.UsageError(session.describe_error(exc)) from None
     target = option(config, "guards_target")
     config.stash[_VERDICT_KEY] = Verdict(
         target=target or "in_process", config_source=str(path), strict=config.stash[_STRICT_KEY]
@@ -90,8 +93,17 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[_NETWORK_KEY] = NetworkResources(
         option(config, "toxiproxy_url") or os.environ.get("TOXIPROXY_URL") or None,
         list(dict.fromkeys((config.rootpath, Path(config.invocation_params.dir), Path(__file__).resolve().parent.parent))),
-        config.stash[_CONFIG_KEY].model_names,
+        lambda: _config_under_test(config).model_names,
     )
+
+
+def _config_under_test(config: pytest.Config) -> Config:
+    """The session's config; an invalid one stops the session with its errors (file, line, key)."""
+    session = config.stash[_CONFIG_KEY]
+    try:
+        return session.get()
+    except ConfigError as exc:
+        raise pytest.UsageError(session.describe_error(exc)) from None
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -109,9 +121,10 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     if not (fnmatch.fnmatch(relative, pattern) or fnmatch.fnmatch(relative, pattern.replace("**/", ""))):
         return None
     node: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
-    node.base_config = parent.config.stash[_CONFIG_KEY]
+    node.base_config = _config_under_test(parent.config)
     node.target_url = option(parent.config, "guards_target") or None
     node.network = parent.config.stash[_NETWORK_KEY]
+    node.seen_ids = parent.config.stash.setdefault(_IDS_KEY, {})
     return node
 
 
@@ -163,7 +176,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report = option(session.config, "guards_report")
     if report:
         verdict.write(Path(session.config.invocation_params.dir) / report)
-    if verdict.ran and not verdict.safe and session.exitstatus == pytest.ExitCode.OK:
+    if verdict.ran and verdict.strict and not verdict.safe and session.exitstatus == pytest.ExitCode.OK:
+        # under --guards-strict an incomplete checklist fails the run; otherwise a partial run (-k, one
+        # file) exits on its tests alone, and `fragrance-ai verify` decides on the verdict itself
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
@@ -173,7 +188,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 @pytest.fixture
 def guards_config(request: pytest.FixtureRequest) -> Config:
     """The config under test: ``--guards-config`` (or the default), plus a ``guards_config`` marker's overrides."""
-    config = request.config.stash[_CONFIG_KEY]
+    session = request.config.stash[_CONFIG_KEY]
+    try:
+        config = session.get()
+    except ConfigError as exc:
+        pytest.fail(session.describe_error(exc), pytrace=False)
     for marker in reversed(list(request.node.iter_markers("guards_config"))):
         overrides = marker.args[0] if marker.args else marker.kwargs
         if not isinstance(overrides, dict):
@@ -212,7 +231,7 @@ def faulty_llm(guards_config: Config, guard_clock: GuardClock) -> Iterator[Fault
 
 @pytest.fixture(scope="session")
 def _guards_fake_llm_server(request: pytest.FixtureRequest) -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer(request.config.stash[_CONFIG_KEY].model_names)
+    server = FakeLLMServer(_config_under_test(request.config).model_names)
     server.start()
     try:
         yield server

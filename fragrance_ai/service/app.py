@@ -52,7 +52,7 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     """Validation errors without the offending input echoed back (it may be huge or sensitive)."""
     out = []
     for err in exc.errors():
-        loc = ".".join(str(part) for part in err.get("loc", ()))
+        loc = ".".join(str(part)[:64] for part in err.get("loc", ()))  # an unknown key is the client's text
         out.append({"field": loc, "message": err.get("msg", "invalid"), "type": err.get("type", "invalid")})
     return out
 

@@ -81,9 +81,36 @@ def test_one_scenario_per_item_passing_is_safe_to_promote(guards: pytest.Pyteste
 
 def test_an_item_without_scenarios_is_not_safe(guards: pytest.Pytester) -> None:
     write(guards, "cb.scenario.yaml", scenario("cb-ok", "circuit_breaker", ONE_PER_ITEM["cb"][1]))
-    result = run(guards)
-    assert result.ret == 1  # everything passed, yet the verdict is not safe
+    result = run(guards, "--guards-report", "out.json")
+    assert result.ret == 0  # a partial run exits on its tests ...
     result.stdout.fnmatch_lines(["*1. JSON Hard Guard*(no scenario verified it)*", "*DO NOT PROMOTE*"])
+    assert json.loads((guards.path / "out.json").read_text())["safe"] is False  # ... the verdict still says no
+    strict = run(guards, "--guards-strict")
+    assert strict.ret == 1  # under --guards-strict an incomplete checklist fails the run
+
+
+def test_an_unrelated_projects_config_does_not_break_its_tests(guards: pytest.Pytester) -> None:
+    write(guards, "configs/llm_ensemble.yaml", "some_other_tool:\n  setting: 1\n")
+    guards.makepyfile(test_plain="def test_plain():\n    assert True\n", test_uses="def test_uses(guards_config):\n    pass\n")
+    result = run(guards)
+    result.assert_outcomes(passed=1, errors=1)  # only the test that asks for the guards config hears about it
+    result.stdout.fnmatch_lines(["*guards config configs/llm_ensemble.yaml is invalid (1 error(s))*", "*some_other_tool: unknown key*"])
+
+
+def test_unique_ids_regex_and_alias_mistakes_are_file_errors(guards: pytest.Pytester) -> None:
+    four_good(guards)
+    write(guards, "scenarios/cache/again.scenario.yaml", scenario("cache-ok", "cache", "health: all"))
+    write(guards, "scenarios/cache/regex.scenario.yaml", scenario("cache-re", "cache", 'health: all\n  - expect:\n      response: {status: {regex: "("}}'))
+    write(guards, "scenarios/cache/alias.scenario.yaml", "id: &a cache-alias\ntitle: *a\nchecklist: cache\nsteps: &s [*s]\n")
+    result = run(guards)
+    result.assert_outcomes(passed=4, failed=3)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*cache/ok.scenario.yaml:1:1: id: id 'cache-ok' is already used by *again.scenario.yaml",
+            "*regex.scenario.yaml:7:*status.regex: invalid regular expression '(': missing ), unterminated subpattern*",
+            "*alias.scenario.yaml:4:8: steps*: YAML aliases (*name) are not supported here*",
+        ]
+    )
 
 
 def test_three_mistakes_are_all_reported_and_the_rest_still_runs(guards: pytest.Pytester) -> None:

@@ -3,25 +3,23 @@ briefs, request validation, and that no response ever carries exception text or 
 
 from __future__ import annotations
 
-import random
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 import pytest
-from fastapi import FastAPI
 from jsonschema import Draft202012Validator
+from service_support import MODELS, Exploding, build, client_for, openai_overrides
 
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.config_loader import default_config_path, load_config
-from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend, SimulatedBackend
+from fragrance_ai.llm.backends import LLMBackend, SimulatedBackend
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.service.app import MAX_PROMPT_CHARS, create_app
 from fragrance_ai.service.system import GuardSystem
 from pytest_guards._faulty_llm import FaultyLLM
 from pytest_guards.faults import connection_error, http_error, invalid_json, timeout, valid
 
-MODELS = ("qwen", "mistral", "llama")
 BRIEF = Draft202012Validator(brief_schema())
 SECRET_KEY = "sk-live-SECRET-KEY-4f8a1c"
 SECRET_PASSWORD = "pw-SECRET-9d2e"
@@ -50,49 +48,6 @@ METRIC_NAMES = (
     "llm_health_check_duration_seconds_bucket",
     "llm_health_check_failures_total",
 )
-
-
-def build(clock: VirtualClock, overrides: dict[str, Any], backends: dict[str, LLMBackend] | None = None) -> GuardSystem:
-    config = load_config(default_config_path()).with_overrides(overrides)
-    return GuardSystem.build(
-        config,
-        clock=clock,
-        sleep=clock.sleep,
-        asleep=clock.asleep,
-        atimeout=clock.timeout,
-        rng=random.Random(0),
-        backends=backends,
-        start_cleanup=False,
-    )
-
-
-def client_for(app: FastAPI) -> httpx.AsyncClient:
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
-
-
-def openai_overrides(faulty: FaultyLLM, **extra: Any) -> dict[str, Any]:
-    models = {m: {"backend": "openai", "base_url": faulty.base_url(m), "model_id": m, **extra} for m in MODELS}
-    return {"llm": {"models": models}}
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def faulty(clock: VirtualClock) -> Iterator[FaultyLLM]:
-    with FaultyLLM(MODELS, asleep=clock.asleep, sleep=clock.sleep) as fake:
-        yield fake
-    fake.check()
-
-
-@pytest.fixture
-async def system(clock: VirtualClock, faulty: FaultyLLM) -> AsyncIterator[GuardSystem]:
-    built = build(clock, openai_overrides(faulty))
-    yield built
-    await built.aclose()
 
 
 @pytest.fixture
@@ -220,11 +175,7 @@ async def test_no_secret_ever_reaches_a_response(clock: VirtualClock, monkeypatc
         return f"http://svc:{SECRET_PASSWORD}@127.0.0.1:9/{model}/v1"
 
     with FaultyLLM(MODELS, asleep=clock.asleep, sleep=clock.sleep, base_url_for=url_with_password) as faulty:
-        models = {
-            m: {"backend": "openai", "base_url": faulty.base_url(m), "model_id": m, "api_key_env": "FRAGRANCE_TEST_API_KEY"}
-            for m in MODELS
-        }
-        system = build(clock, {"llm": {"models": models}})
+        system = build(clock, openai_overrides(faulty, api_key_env="FRAGRANCE_TEST_API_KEY"))
         configured = system.config.llm.models["qwen"]
         assert configured.base_url is not None and SECRET_PASSWORD in configured.base_url  # really configured
         assert configured.api_key_env == "FRAGRANCE_TEST_API_KEY"
@@ -378,17 +329,6 @@ async def test_fallback_disabled_and_every_model_failing_is_a_503_not_a_500(
 
 
 # -------------------------------------------------------------------------------- no exception text
-
-
-class Exploding:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        raise RuntimeError("SECRET-TRACE-123")
-
-    async def aclose(self) -> None:
-        pass
 
 
 async def test_no_response_contains_a_backends_exception_text(clock: VirtualClock) -> None:

@@ -6,22 +6,13 @@ Models are faked at the HTTP boundary (FaultyLLM, respx) and everything runs on 
 from __future__ import annotations
 
 import json
-import random
-from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
 from jsonschema import Draft202012Validator
+from service_support import MODELS, Exploding, build, openai_overrides
 
 from fragrance_ai.clock import VirtualClock
-from fragrance_ai.config_loader import default_config_path, load_config
-from fragrance_ai.llm.backends import (
-    BackendServerError,
-    CompletionRequest,
-    CompletionResponse,
-    LLMBackend,
-    SimulatedBackend,
-)
+from fragrance_ai.llm.backends import BackendServerError, LLMBackend, SimulatedBackend
 from fragrance_ai.llm.circuit_breaker import CLOSED, OPEN
 from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble, ModelAttempt, NoModelAvailableError
 from fragrance_ai.llm.guards import JSONGuardError
@@ -39,45 +30,7 @@ from pytest_guards.faults import (
     valid,
 )
 
-MODELS = ("qwen", "mistral", "llama")
 BRIEF = Draft202012Validator(brief_schema())
-
-
-def openai_overrides(faulty: FaultyLLM) -> dict[str, Any]:
-    return {"llm": {"models": {m: {"backend": "openai", "base_url": faulty.base_url(m), "model_id": m} for m in MODELS}}}
-
-
-def build(clock: VirtualClock, overrides: dict[str, Any], backends: dict[str, LLMBackend] | None = None) -> GuardSystem:
-    config = load_config(default_config_path()).with_overrides(overrides)
-    return GuardSystem.build(
-        config,
-        clock=clock,
-        sleep=clock.sleep,
-        asleep=clock.asleep,
-        atimeout=clock.timeout,
-        rng=random.Random(0),
-        backends=backends,
-        start_cleanup=False,
-    )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def faulty(clock: VirtualClock) -> Iterator[FaultyLLM]:
-    with FaultyLLM(MODELS, asleep=clock.asleep, sleep=clock.sleep) as fake:
-        yield fake
-    fake.check()
-
-
-@pytest.fixture
-async def system(clock: VirtualClock, faulty: FaultyLLM) -> AsyncIterator[GuardSystem]:
-    built = build(clock, openai_overrides(faulty))
-    yield built
-    await built.aclose()
 
 
 @pytest.fixture
@@ -232,21 +185,6 @@ async def test_a_timeout_during_a_re_ask_does_not_eat_the_guard_deadline(
     assert outcomes(result) == [("qwen", "timeout"), ("mistral", "ok")]
     assert faulty.call_count("qwen") == 2
     assert clock() == pytest.approx(clock.slept[0] + 30.0)  # one backoff, one read timeout, nothing more
-
-
-class Exploding:
-    """A backend with a bug: raises an unexpected exception whose text must stay in the logs."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.calls = 0
-
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        self.calls += 1
-        raise RuntimeError("SECRET-TRACE-123")
-
-    async def aclose(self) -> None:
-        pass
 
 
 async def test_an_unexpected_backend_exception_is_an_error_outcome_not_a_crash(

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
+from service_support import MODELS, Exploding, build, openai_overrides
 
 from fragrance_ai.clock import VirtualClock
-from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend, SimulatedBackend
 from fragrance_ai.llm.circuit_breaker import OPEN
 from fragrance_ai.llm.health_check import REASONS, LLMHealthChecker, overall_status
@@ -31,44 +29,9 @@ from pytest_guards.faults import (
     valid,
 )
 
-MODELS = ("qwen", "mistral", "llama")
 HEALTHY_KEYS = {"model", "status", "latency_ms", "circuit_state"}
 # real-time: only a bound on a deadlock (a sequential check_all_models); a correct run never waits on it
 DEADLOCK_BOUND_S = 5.0
-
-
-def build(clock: VirtualClock, overrides: dict[str, Any], backends: dict[str, LLMBackend] | None = None) -> GuardSystem:
-    config = load_config(default_config_path()).with_overrides(overrides)
-    return GuardSystem.build(
-        config,
-        clock=clock,
-        sleep=clock.sleep,
-        asleep=clock.asleep,
-        atimeout=clock.timeout,
-        rng=random.Random(0),
-        backends=backends,
-        start_cleanup=False,
-    )
-
-
-@pytest.fixture
-def clock() -> VirtualClock:
-    return VirtualClock()
-
-
-@pytest.fixture
-def faulty(clock: VirtualClock) -> Iterator[FaultyLLM]:
-    with FaultyLLM(MODELS, asleep=clock.asleep, sleep=clock.sleep) as fake:
-        yield fake
-    fake.check()
-
-
-@pytest.fixture
-async def system(clock: VirtualClock, faulty: FaultyLLM) -> AsyncIterator[GuardSystem]:
-    overrides = {"llm": {"models": {m: {"backend": "openai", "base_url": faulty.base_url(m), "model_id": m} for m in MODELS}}}
-    built = build(clock, overrides)
-    yield built
-    await built.aclose()
 
 
 @pytest.fixture
@@ -171,21 +134,10 @@ async def test_a_slow_backend_is_cancelled_not_awaited(clock: VirtualClock) -> N
         await system.aclose()
 
 
-class Exploding:
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        raise RuntimeError("SECRET-TRACE-123 at http://user:pw@10.0.0.1/v1")
-
-    async def aclose(self) -> None:
-        pass
-
-
 async def test_an_unexpected_exception_is_the_error_code_and_its_text_stays_in_the_log(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backends: dict[str, LLMBackend] = {"qwen": Exploding("qwen"), "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama")}
+    backends: dict[str, LLMBackend] = {"qwen": Exploding("qwen", "SECRET-TRACE-123 at http://user:pw@10.0.0.1/v1"), "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama")}
     system = build(clock, {}, backends)
     try:
         results = await system.health_checker.check_all_models()
@@ -431,11 +383,7 @@ def test_settings_are_checked(system: GuardSystem) -> None:
 
 
 async def test_a_cached_result_still_shows_the_live_breaker_state(clock: VirtualClock, faulty: FaultyLLM) -> None:
-    overrides = {
-        "llm": {"models": {m: {"backend": "openai", "base_url": faulty.base_url(m), "model_id": m} for m in MODELS}},
-        "circuit_breaker": {"models": {"qwen": {"timeout": 1}}},
-    }
-    system = build(clock, overrides)
+    system = build(clock, {**openai_overrides(faulty), "circuit_breaker": {"models": {"qwen": {"timeout": 1}}}})
     try:
         checker = system.health_checker
         assert (await checker.check_model("qwen"))["circuit_state"] == "closed"

@@ -1,5 +1,5 @@
-"""The service on a real socket: uvicorn in a thread on 127.0.0.1, the checklist's curl commands and its
-pre-promotion step run against it, and the ``fragrance-ai serve`` command line.
+"""The service on a real socket: uvicorn in a thread on 127.0.0.1 (``LiveService``), the checklist's curl
+commands and its pre-promotion step run against it, and the ``fragrance-ai serve`` command line.
 
 These tests use real time on purpose (a server starting and answering over TCP); every wait is bounded
 and marked ``# real-time:``.
@@ -19,17 +19,17 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
+from service_support import MODELS, Exploding
 
 from fragrance_ai.config_loader import default_config_path, load_config
-from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend, SimulatedBackend
+from fragrance_ai.llm.backends import LLMBackend, SimulatedBackend
 from fragrance_ai.service.app import create_app
 from fragrance_ai.service.system import GuardSystem
+from pytest_guards._live_service import LiveService
 
 pytestmark = pytest.mark.network
 
-MODELS = ("qwen", "mistral", "llama")
 # real-time: bounds on a server starting, answering and stopping; a healthy run takes well under a second
 START_BOUND_S = 10.0
 POLL_S = 0.05
@@ -55,27 +55,11 @@ fi
 
 @contextmanager
 def serving(app: FastAPI) -> Iterator[int]:
-    """Run ``app`` on uvicorn in a thread on a pre-bound 127.0.0.1 socket; yields the port."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port: int = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="uvicorn-test", daemon=True)
-    thread.start()
-    waiter = threading.Event()  # never set: its wait() is a bounded pause that does not sleep the whole loop
-    try:
-        for _ in range(int(START_BOUND_S / POLL_S)):
-            if server.started or not thread.is_alive():
-                break
-            waiter.wait(POLL_S)  # real-time: waiting for uvicorn to start listening
-        assert server.started, "uvicorn did not start within the bound"
-        yield port
-    finally:
-        server.should_exit = True
-        thread.join(START_BOUND_S)  # real-time: uvicorn polls should_exit every 0.1 s
-        sock.close()
-        assert not thread.is_alive(), "uvicorn did not stop within the bound"
+    """Run ``app`` (lifespan on) on uvicorn in a thread on a pre-bound 127.0.0.1 socket; yields the port."""
+    # real-time: LiveService bounds uvicorn starting and stopping
+    with LiveService(app=app, start_timeout=START_BOUND_S, stop_timeout=START_BOUND_S) as service:
+        assert service.port is not None
+        yield service.port
 
 
 def default_app() -> FastAPI:
@@ -120,21 +104,8 @@ def test_the_checklists_curl_commands_and_pre_promotion_step_pass() -> None:
     assert "✓ All LLM models healthy - OK to promote" in result.stdout
 
 
-class Broken:
-    """A model whose server refuses every request (as an unexpected exception, the worst case)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    async def complete(self, request: CompletionRequest) -> CompletionResponse:
-        raise RuntimeError("SECRET-TRACE-123")
-
-    async def aclose(self) -> None:
-        pass
-
-
 def test_the_pre_promotion_step_refuses_a_degraded_instance() -> None:
-    backends: dict[str, LLMBackend] = {"qwen": SimulatedBackend("qwen"), "mistral": SimulatedBackend("mistral"), "llama": Broken("llama")}
+    backends: dict[str, LLMBackend] = {"qwen": SimulatedBackend("qwen"), "mistral": SimulatedBackend("mistral"), "llama": Exploding("llama")}
     system = GuardSystem.build(load_config(default_config_path()), backends=backends, start_cleanup=False)
     with serving(create_app(system=system)) as port:
         result = pre_promotion(port)
@@ -150,10 +121,14 @@ def test_the_pre_promotion_step_refuses_a_degraded_instance() -> None:
 # -------------------------------------------------------------------------------------- the command
 
 
-def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+def fragrance_ai() -> list[str]:
+    """How to run ``fragrance-ai``: the installed script beside this Python, else ``python -m fragrance_ai.cli``."""
     script = Path(sys.executable).with_name("fragrance-ai")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fragrance_ai.cli"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=CLI_BOUND_S, **kwargs)
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fragrance_ai.cli"]
+
+
+def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*fragrance_ai(), *args], capture_output=True, text=True, timeout=CLI_BOUND_S, **kwargs)
 
 
 def test_serve_help() -> None:
@@ -212,10 +187,8 @@ def free_port() -> int:
 
 def test_fragrance_ai_serve_answers_the_health_check() -> None:
     port = free_port()  # a tiny race with other processes, acceptable in a test
-    script = Path(sys.executable).with_name("fragrance-ai")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "fragrance_ai.cli"]
     process = subprocess.Popen(
-        [*command, "serve", "--port", str(port), "--log-level", "warning"],
+        [*fragrance_ai(), "serve", "--port", str(port), "--log-level", "warning"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     waiter = threading.Event()
