@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -39,19 +40,30 @@ def monotonic() -> float:
     return time.monotonic()
 
 
+#: loop iterations the ticker lets pass before it moves time: enough for every task that is ready to run
+#: (an in-process HTTP request through ASGITransport and respx takes a few) to reach its own sleep
+_SETTLE_ROUNDS = 16
+
+
 class VirtualClock:
     """A monotonic clock that only moves when told to; ``sleep``/``asleep`` advance it instead of waiting.
 
-    Thread-safe. Call the instance (or ``now()``) to read it.
+    Async sleeps overlap as real ones would: each waits for its wake-up time, and a ticker task moves
+    the clock to the earliest wake-up once the loop's ready tasks have had their turn. Three tasks
+    sleeping 4 s at once take 4 virtual seconds, not 12. Thread-safe. Call the instance (or ``now()``)
+    to read it.
     """
 
-    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "slept")
+    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "_sleepers", "_seq", "_ticker", "slept")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[float], None]] = []
         self._deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._seq = 0
+        self._ticker: asyncio.Task[None] | None = None
         #: every sleep requested through ``sleep``/``asleep``, in order (tests assert on backoff waits)
         self.slept: list[float] = []
 
@@ -83,18 +95,51 @@ class VirtualClock:
         self.advance(max(0.0, seconds))
 
     async def asleep(self, seconds: float) -> None:
-        """An ``asyncio.sleep`` stand-in: advances virtual time, then yields to the loop once.
+        """An ``asyncio.sleep`` stand-in: returns when virtual time reaches now + ``seconds``.
 
-        Inside a :meth:`timeout` block, a sleep that would pass the deadline advances only to the
-        deadline and ends the block with ``TimeoutError``, as a real cancellation would.
+        Concurrent sleeps overlap (see the class docstring). Inside a :meth:`timeout` block, a sleep
+        that would pass the deadline wakes at the deadline and ends the block with ``TimeoutError``,
+        as a real cancellation would.
         """
         self.slept.append(seconds)
+        loop = asyncio.get_running_loop()
+        wake = self._now + max(0.0, seconds)
         deadline = self._deadline.get()
-        if deadline is not None and self._now + max(0.0, seconds) > deadline:
-            self.advance(max(0.0, deadline - self._now))
+        cut = deadline is not None and wake > deadline
+        if cut:
+            assert deadline is not None
+            wake = deadline
+        future: asyncio.Future[None] = loop.create_future()
+        with self._lock:
+            self._seq += 1
+            heapq.heappush(self._sleepers, (wake, self._seq, future))
+            if self._ticker is None or self._ticker.done():
+                self._ticker = loop.create_task(self._tick())
+        await future
+        if cut:
+            assert deadline is not None
             raise _VirtualDeadline(deadline)
-        self.advance(max(0.0, seconds))
-        await asyncio.sleep(0)
+
+    async def _tick(self) -> None:
+        """Move time to the earliest pending wake-up, once every ready task has reached its sleep."""
+        while True:
+            for _ in range(_SETTLE_ROUNDS):
+                await asyncio.sleep(0)
+            with self._lock:
+                while self._sleepers and self._sleepers[0][2].done():
+                    heapq.heappop(self._sleepers)  # cancelled sleeper
+                if not self._sleepers:
+                    self._ticker = None
+                    return
+                wake = self._sleepers[0][0]
+                due = []
+                while self._sleepers and self._sleepers[0][0] <= wake:
+                    due.append(heapq.heappop(self._sleepers)[2])
+            if wake > self._now:
+                self.advance(wake - self._now)
+            for future in due:
+                if not future.done():
+                    future.set_result(None)
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
         """``asyncio.timeout`` in virtual time: the body is cut off when virtual sleeps pass the deadline."""

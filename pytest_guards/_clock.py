@@ -62,6 +62,8 @@ class GuardClock:
         self._origin = self._virtual.now()
         self._freezer: Any = freeze_time(start, real_asyncio=True, ignore=list(_IGNORE))
         self._frozen: Any = None
+        self._synced = self._origin  # the virtual time freezegun was last moved to
+        self._virtual.on_advance(self._sync_freezer)
 
     # -- lifecycle (the fixture's job) --------------------------------------------------------------
 
@@ -94,33 +96,25 @@ class GuardClock:
 
     def advance(self, seconds: float | _dt.timedelta) -> float:
         """Move time forward: breaker timeouts, TTLs and quiet periods pass at once. Returns ``now()``."""
-        return self._move(_seconds(seconds, "advance"))
+        return self._virtual.advance(_seconds(seconds, "advance"))
 
     def sleep(self, seconds: float) -> None:
         """``time.sleep`` for injected guards: records the wait, advances virtual time, returns at once."""
-        self._virtual.slept.append(seconds)
-        self._move(max(0.0, float(seconds)))
+        self._virtual.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
-        """``asyncio.sleep`` for injected guards (honours :meth:`timeout` deadlines)."""
-        before = self._virtual.now()
-        try:
-            await self._virtual.asleep(seconds)
-        finally:
-            self._tick_freezer(self._virtual.now() - before)
+        """``asyncio.sleep`` for injected guards: concurrent sleeps overlap; honours :meth:`timeout`."""
+        await self._virtual.asleep(seconds)
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
         """``asyncio.timeout`` in virtual time."""
         return self._virtual.timeout(seconds)
 
-    def _move(self, seconds: float) -> float:
-        now = self._virtual.advance(seconds)
-        self._tick_freezer(seconds)
-        return now
-
-    def _tick_freezer(self, seconds: float) -> None:
-        if self._frozen is not None and seconds > 0:
-            self._frozen.tick(_dt.timedelta(seconds=seconds))
+    def _sync_freezer(self, now: float) -> None:
+        """Keep freezegun's time.time()/monotonic() on the virtual clock after every advance."""
+        delta, self._synced = now - self._synced, now
+        if self._frozen is not None and delta > 0:
+            self._frozen.tick(_dt.timedelta(seconds=delta))
 
     def __repr__(self) -> str:
         return f"<guard_clock elapsed={self.elapsed:g}s>"

@@ -263,8 +263,8 @@ def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], 
         (kind, value), = item.items()
         line = positions[step_path].line if step_path in positions else 0
         children: tuple[Step, ...] = ()
-        if kind == "repeat":
-            children = _steps(value["steps"], (*step_path, "repeat", "steps"), positions, report)
+        if kind in ("repeat", "parallel"):
+            children = _steps(value["steps"], (*step_path, kind, "steps"), positions, report)
         elif kind == "llm":
             value = _scripts(value, (*step_path, "llm"), report)
         out.append(Step(kind, value, step_path, line, children))

@@ -350,6 +350,12 @@ async def _run_steps(
             for _ in range(step.value["times"]):
                 await _run_steps(scenario, step.steps, target, state, elapsed)
             continue
+        if step.kind == "parallel":
+            # copies interleave wherever they wait (a request, a virtual latency), as concurrent clients do
+            await asyncio.gather(
+                *(_run_steps(scenario, step.steps, target, state, elapsed) for _ in range(step.value["times"]))
+            )
+            continue
         if step.kind == "expect":
             failures = await _expect(scenario, step, target, state, elapsed)
             if failures:

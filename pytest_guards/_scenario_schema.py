@@ -128,6 +128,18 @@ _BRIEF: Final = {
 }
 
 
+#: ``repeat`` runs its steps ``times`` times in turn; ``parallel`` runs ``times`` copies at once
+_REPEAT: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["times", "steps"],
+    "properties": {
+        "times": {"type": "integer", "minimum": 1, "maximum": 1000},
+        "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
+    },
+}
+
+
 def _step(key: str, value: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": [key], "properties": {key: value}}
 
@@ -163,18 +175,8 @@ STEP: dict[str, Any] = {
         _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 30}),
         _step("cache", {"enum": ["cleanup", "clear"]}),
         _step("expect", _EXPECT),
-        _step(
-            "repeat",
-            {
-                "type": "object",
-                "additionalProperties": False,
-                "required": ["times", "steps"],
-                "properties": {
-                    "times": {"type": "integer", "minimum": 1, "maximum": 1000},
-                    "steps": {"type": "array", "minItems": 1, "items": {"$ref": "#/$defs/step"}},
-                },
-            },
-        ),
+        _step("repeat", _REPEAT),
+        _step("parallel", _REPEAT),
     ]
 }
 

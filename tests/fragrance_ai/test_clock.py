@@ -75,3 +75,43 @@ async def test_nested_timeouts_end_the_block_whose_deadline_passed() -> None:
     async with clock.timeout(5):
         await clock.asleep(4)  # within the deadline: no error
     assert clock() == 9.0
+
+
+async def test_concurrent_sleeps_overlap_as_real_ones_would() -> None:
+    clock = VirtualClock()
+    woke: dict[str, float] = {}
+
+    async def sleeper(name: str, seconds: float) -> None:
+        await clock.asleep(seconds)
+        woke[name] = clock()
+
+    await asyncio.gather(sleeper("a", 4), sleeper("b", 4), sleeper("c", 1), sleeper("d", 6))
+    assert woke == {"c": 1.0, "a": 4.0, "b": 4.0, "d": 6.0}
+    assert clock() == 6.0  # not 15: the sleeps overlapped
+
+
+async def test_each_concurrent_timeout_is_judged_on_its_own_deadline() -> None:
+    clock = VirtualClock()
+
+    async def call(latency: float) -> str:
+        try:
+            async with clock.timeout(10):
+                await clock.asleep(latency)
+            return "ok"
+        except TimeoutError:
+            return "timeout"
+
+    results = await asyncio.gather(call(4), call(4), call(4), call(15))
+    assert results == ["ok", "ok", "ok", "timeout"]
+    assert clock() == 10.0
+
+
+async def test_a_cancelled_sleeper_does_not_hold_time_back() -> None:
+    clock = VirtualClock()
+    task = asyncio.create_task(clock.asleep(100))
+    await asyncio.sleep(0)
+    task.cancel()
+    await clock.asleep(1)
+    assert clock() == 1.0
+    with pytest.raises(asyncio.CancelledError):
+        await task
