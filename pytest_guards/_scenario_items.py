@@ -33,7 +33,11 @@ __all__ = ["InvalidScenarioItem", "NetworkResources", "ScenarioFile", "ScenarioI
 
 
 class NetworkResources:
-    """The Toxiproxy server and fake LLM server that toxiproxy scenarios share, started on first use."""
+    """The session's one Toxiproxy server and one fake LLM server, each started on first use.
+
+    Shared by the ``toxiproxy`` / ``fake_llm_server`` fixtures and the toxiproxy scenarios, so a session
+    never runs two Toxiproxy servers behind toxiproxy-python's process-wide client.
+    """
 
     def __init__(self, url: str | None, roots: list[Path], models: Callable[[], tuple[str, ...]]) -> None:
         self.url = url
@@ -43,10 +47,11 @@ class NetworkResources:
         self.fake: FakeLLMServer | None = None
         self._unavailable: str | None = None
 
-    def get(self) -> tuple[ToxiproxyServer, FakeLLMServer]:
+    def toxiproxy(self) -> ToxiproxyServer:
+        """The Toxiproxy server (raises ToxiproxyUnavailable, every time, when there is none)."""
         if self._unavailable is not None:
             raise ToxiproxyUnavailable(self._unavailable)
-        if self.server is None or self.fake is None:
+        if self.server is None:
             try:
                 server = open_server(self.url, dict.fromkeys(self.roots))
             except ToxiproxyUnavailable as exc:
@@ -54,8 +59,15 @@ class NetworkResources:
                 raise
             server.bind_client()
             self.server = server
+        return self.server
+
+    def fake_server(self) -> FakeLLMServer:
+        if self.fake is None:
             self.fake = FakeLLMServer(self.models()).start()
-        return self.server, self.fake
+        return self.fake
+
+    def get(self) -> tuple[ToxiproxyServer, FakeLLMServer]:
+        return self.toxiproxy(), self.fake_server()
 
     def close(self) -> None:
         if self.fake is not None:

@@ -22,7 +22,7 @@ from pytest_guards._metrics import MetricsProbe
 from pytest_guards._session import SessionConfig
 from pytest_guards._scenario_items import InvalidScenarioItem, NetworkResources, ScenarioFile, ScenarioItem
 from pytest_guards._system import GuardHarness
-from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
+from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
 from pytest_guards._verdict import ScenarioResult, Verdict
 
 _CONFIG_KEY = pytest.StashKey[SessionConfig]()
@@ -230,13 +230,9 @@ def faulty_llm(guards_config: Config, guard_clock: GuardClock) -> Iterator[Fault
 
 
 @pytest.fixture(scope="session")
-def _guards_fake_llm_server(request: pytest.FixtureRequest) -> Iterator[FakeLLMServer]:
-    server = FakeLLMServer(_config_under_test(request.config).model_names)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+def _guards_fake_llm_server(request: pytest.FixtureRequest) -> FakeLLMServer:
+    _config_under_test(request.config)  # an invalid config stops here, with its errors
+    return request.config.stash[_NETWORK_KEY].fake_server()  # stopped at the end of the session
 
 
 @pytest.fixture
@@ -272,23 +268,18 @@ async def guard_system(
 
 
 @pytest.fixture(scope="session")
-def toxiproxy(request: pytest.FixtureRequest) -> Iterator[ToxiproxyServer]:
+def toxiproxy(request: pytest.FixtureRequest) -> ToxiproxyServer:
     """A real Toxiproxy server: ``--toxiproxy-url``/``$TOXIPROXY_URL``, else ``toxiproxy-server`` started on 127.0.0.1.
 
-    Unavailable: the tests skip saying how to install it; under ``CI=true`` they fail instead.
+    One per session, shared with the toxiproxy scenarios. Unavailable: the tests skip saying how to
+    install it; under ``CI=true`` they fail instead.
     """
-    config = request.config
-    url = option(config, "toxiproxy_url") or os.environ.get("TOXIPROXY_URL") or None
-    roots = (config.rootpath, Path(config.invocation_params.dir), Path(__file__).resolve().parent.parent)
     try:
-        server = open_server(url, dict.fromkeys(roots))
+        return request.config.stash[_NETWORK_KEY].toxiproxy()
     except ToxiproxyUnavailable as exc:
         if in_ci():
             pytest.fail(f"{exc}\n(CI=true: toxiproxy tests must run, not skip; {INSTALL_HINT})", pytrace=False)
         pytest.skip(str(exc))
-    with server:
-        server.bind_client()
-        yield server
 
 
 @pytest.fixture
