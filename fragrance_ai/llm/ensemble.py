@@ -21,7 +21,7 @@ from fragrance_ai.llm.backends import CompletionRequest, LLMBackend, error_kind
 from fragrance_ai.llm.circuit_breaker import CircuitBreakerOpenError, LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import GuardResult, JSONGuardError, JSONHardGuard
 
-__all__ = ["BriefResult", "LLMEnsemble", "ModelAttempt", "NoModelAvailableError", "SYSTEM_PROMPT"]
+__all__ = ["BriefResult", "CachedBrief", "LLMEnsemble", "ModelAttempt", "NoModelAvailableError", "SYSTEM_PROMPT"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,22 @@ class BriefResult:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class CachedBrief:
+    """What the cache holds for a prompt: a validated model answer and the model that gave it."""
+
+    brief: dict[str, Any]
+    model: str
+
+
+class _Uncacheable(Exception):
+    """Carries a fallback result out of the cache's single flight without caching it."""
+
+    def __init__(self, result: BriefResult) -> None:
+        super().__init__("fallback results are not cached")
+        self.result = result
+
+
 class NoModelAvailableError(RuntimeError):
     """Every model failed and the fallback is disabled."""
 
@@ -87,7 +103,7 @@ class LLMEnsemble:
         breakers: LLMCircuitBreakerManager,
         guard: JSONHardGuard,
         schema: Mapping[str, Any],
-        cache: LRUCacheWithTTL[str, dict[str, Any]] | None = None,
+        cache: LRUCacheWithTTL[str, CachedBrief] | None = None,
         atimeout: AsyncTimeoutFn = asyncio.timeout,
     ) -> None:
         missing = [m for m in config.model_names if m not in backends]
@@ -145,12 +161,34 @@ class LLMEnsemble:
         mode = mode or controller.get_current_mode()
         if mode not in self.config.modes:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(self.config.modes)}")
-        key = self.cache_key(prompt, mode)
-        if self.cache is not None:
-            hit = self.cache.get(key)
-            if hit is not None:
-                return BriefResult(copy.deepcopy(hit), "cache", None, mode, 0)
+        if self.cache is None:
+            return await self._from_models(prompt, mode)
+        # Single flight: concurrent misses on one prompt share one pass over the models. Only the
+        # caller whose factory ran (the leader) holds the full result; a fallback is carried out of
+        # the flight by an exception, so it is never cached.
+        led: list[BriefResult] = []
 
+        async def from_models() -> CachedBrief:
+            result = await self._from_models(prompt, mode)
+            led.append(result)
+            if result.source != "model" or result.model is None:
+                raise _Uncacheable(result)
+            return CachedBrief(copy.deepcopy(result.brief), result.model)
+
+        try:
+            cached = await self.cache.aget_or_set(self.cache_key(prompt, mode), from_models)
+        except _Uncacheable as exc:
+            if led:
+                return exc.result
+            # a waiter: every model failed for the leader too; its own fallback copy, counted
+            brief = self.guard.fallback(self.schema)
+            return BriefResult(brief, "fallback", None, mode, 0, exc.result.tried)
+        if led:
+            return led[0]
+        return BriefResult(copy.deepcopy(cached.brief), "cache", cached.model, mode, 0)
+
+    async def _from_models(self, prompt: str, mode: str) -> BriefResult:
+        """The mode's models in order, skipping open breakers; the fallback when none answers."""
         tried: list[ModelAttempt] = []
         answers = 0
         request = self.request_for(prompt, mode)
@@ -162,8 +200,6 @@ class LLMEnsemble:
             answers += judged
             tried.append(ModelAttempt(model, outcome, judged))
             if result is not None:
-                if self.cache is not None:
-                    self.cache.set(key, copy.deepcopy(result.value))
                 return BriefResult(result.value, "model", model, mode, answers, tuple(tried))
 
         if not self.config.json_guard.fallback_enabled:

@@ -21,7 +21,7 @@ from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, mon
 from fragrance_ai.config_loader import Config, get_config
 from fragrance_ai.llm.backends import LLMBackend, build_backend
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
-from fragrance_ai.llm.ensemble import LLMEnsemble
+from fragrance_ai.llm.ensemble import CachedBrief, LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
@@ -39,7 +39,7 @@ class GuardSystem:
     metrics: GuardMetrics
     mode_controller: ModeController
     breakers: LLMCircuitBreakerManager
-    cache: LRUCacheWithTTL[str, dict[str, Any]] | None
+    cache: LRUCacheWithTTL[str, CachedBrief] | None
     guard: JSONHardGuard
     backends: dict[str, LLMBackend]
     ensemble: LLMEnsemble
@@ -70,7 +70,7 @@ class GuardSystem:
         mc = config.mode_controller
         mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
         breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
-        cache: LRUCacheWithTTL[str, dict[str, Any]] | None = None
+        cache: LRUCacheWithTTL[str, CachedBrief] | None = None
         if config.cache.enabled:
             cache = LRUCacheWithTTL(
                 max_size=config.cache.max_size,
@@ -106,7 +106,7 @@ class GuardSystem:
             backends=backends,
             breakers=breakers,
             guard=guard,
-            schema=brief_schema(),
+            schema=brief_schema(strict=jg.strict_schema),
             cache=cache,
             atimeout=atimeout,
         )

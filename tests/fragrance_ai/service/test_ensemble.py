@@ -342,3 +342,16 @@ async def test_generate_single_cuts_the_call_at_its_timeout(
     with pytest.raises(TimeoutError):
         await ensemble.generate_single("p", "llama", timeout=2.5)
     assert clock() == 2.5
+
+
+@pytest.mark.parametrize(("strict", "attempts"), [(True, 2), (False, 1)])
+async def test_strict_schema_decides_whether_invented_fields_are_reasked(
+    clock: VirtualClock, faulty: FaultyLLM, strict: bool, attempts: int
+) -> None:
+    system = build(clock, {**openai_overrides(faulty), "json_guard": {"strict_schema": strict}})
+    faulty.set("qwen", valid(brief={"sillage": "huge"}).times(1), valid())
+    try:
+        result = await system.ensemble.generate_brief("a tuberose for the night")
+    finally:
+        await system.aclose()
+    assert (result.source, result.model, result.attempts) == ("model", "qwen", attempts)
