@@ -351,6 +351,7 @@ class OpenAICompatibleBackend:
         client: httpx.AsyncClient | None = None,
         environ: Mapping[str, str] | None = None,
         wallclock: Callable[[], float] | None = None,
+        max_response_bytes: int = 4 * 1024 * 1024,
     ) -> None:
         url = httpx.URL(base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.host:
@@ -368,6 +369,10 @@ class OpenAICompatibleBackend:
         # for repr and logs: the URL without any user:password@ it may carry
         self._safe_url = str(url.copy_with(username=None, password=None))
         self.timeout = httpx.Timeout(float(timeout), connect=float(connect_timeout))
+        if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
+            raise ValueError(f"model {name!r}: max_response_bytes must be a positive int, found {max_response_bytes!r}")
+        #: a body larger than this is refused while it streams in (an answer is judged only after it is read)
+        self.max_response_bytes = max_response_bytes
         self._client = client
         self._owns_client = client is None
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
@@ -424,7 +429,7 @@ class OpenAICompatibleBackend:
         headers = {"Authorization": f"Bearer {key}"} if key else None
         client = self._get_client()
         try:
-            response = await client.post(self.url, json=body, headers=headers, timeout=self.timeout)
+            response = await self._post(client, body, headers)
         # timeouts are transport errors too: they must be classified first
         except httpx.TimeoutException as exc:
             raise BackendTimeout(self.name, _timeout_message(exc, self.timeout)) from exc
@@ -433,6 +438,25 @@ class OpenAICompatibleBackend:
         except httpx.DecodingError as exc:
             raise BackendInvalidResponse(self.name, "the response body could not be decoded") from exc
         return self._read(response, key)
+
+    async def _post(self, client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None) -> httpx.Response:
+        """POST and read the body, refusing one over ``max_response_bytes`` before it is all in memory."""
+        request = client.build_request("POST", self.url, json=body, headers=headers, timeout=self.timeout)
+        response = await client.send(request, stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_raw():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise BackendInvalidResponse(
+                        self.name, f"the response body is over max_response_bytes={self.max_response_bytes:,}"
+                    )
+                chunks.append(chunk)
+        finally:
+            await response.aclose()
+        # the raw (still encoded) bytes, with the headers that say how to decode them
+        return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks), request=request)
 
     def _read(self, response: httpx.Response, key: str | None) -> CompletionResponse:
         status = response.status_code

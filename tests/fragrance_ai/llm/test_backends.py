@@ -599,3 +599,25 @@ async def test_simulator_response_fields_and_aclose() -> None:
     await b.aclose()
     with pytest.raises(ValueError, match="latency"):
         SimulatedBackend("llama", latency=-1)
+
+
+async def test_an_oversized_body_is_refused_while_it_streams(router: respx.MockRouter) -> None:
+    small = OpenAICompatibleBackend("qwen", base_url=BASE, model_id="q", max_response_bytes=1000)
+    router.post("/chat/completions").respond(200, json=ok_body("x" * 5000))
+    try:
+        with pytest.raises(BackendInvalidResponse, match="over max_response_bytes=1,000"):
+            await small.complete(CompletionRequest.from_prompt("hi"))
+    finally:
+        await small.aclose()
+    with pytest.raises(ValueError, match="max_response_bytes"):
+        OpenAICompatibleBackend("qwen", base_url=BASE, model_id="q", max_response_bytes=0)
+
+
+async def test_a_gzip_encoded_body_is_decoded_once(router: respx.MockRouter, backend: OpenAICompatibleBackend) -> None:
+    import gzip
+    import json as _json
+
+    raw = gzip.compress(_json.dumps(ok_body('{"ok": 1}')).encode())
+    router.post("/chat/completions").respond(200, content=raw, headers={"content-encoding": "gzip", "content-type": "application/json"})
+    response = await backend.complete(CompletionRequest.from_prompt("hi"))
+    assert response.text == '{"ok": 1}'
