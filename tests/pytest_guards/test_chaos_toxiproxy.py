@@ -97,8 +97,7 @@ def wait_for(what: str, check: Callable[[], bool], within: float = 5.0) -> None:
     while not check():
         if time.monotonic() > deadline:
             pytest.fail(f"{what} did not happen within {within:g}s (real time)", pytrace=False)
-        # real-time: waiting for a real breaker timeout / quiet period to pass
-        time.sleep(0.05)
+        time.sleep(0.05)  # real-time: waiting for a real breaker timeout / quiet period to pass
 
 
 @pytest.fixture

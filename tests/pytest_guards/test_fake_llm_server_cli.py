@@ -53,8 +53,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the fake LLM server did not come up: {process.communicate(timeout=5)[0]}")
-            # real-time: waiting for a real process to listen
-            time.sleep(0.05)
+            time.sleep(0.05)  # real-time: waiting for a real process to listen
         yield url, process
     finally:
         if process.poll() is None:
