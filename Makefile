@@ -22,8 +22,7 @@ tools: $(STAMP)
 	bash scripts/install_promtool.sh || { test "$$CI" != true && echo "promtool not installed: its tests will skip"; }
 	bash scripts/install_toxiproxy.sh || { test "$$CI" != true && echo "toxiproxy-server not installed: its tests will skip"; }
 
-test: $(STAMP) tools
-	$(BIN)/mypy
+test: $(STAMP) tools lint
 	$(BIN)/python -m pytest -q
 
 verify: $(STAMP) tools
@@ -37,6 +36,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/mypy
+	$(BIN)/ruff check --select F,E9 fragrance_ai pytest_guards tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info

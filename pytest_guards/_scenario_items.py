@@ -8,7 +8,6 @@ as checklist lines (``repr_failure``), never as pytest tracebacks.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from fragrance_ai.config_loader import Config, ConfigError, find_config_path, load_config
+from fragrance_ai.config_loader import Config, ConfigError, find_config_path
 from pytest_guards._clock import ClockMisuseError, GuardClock
 from pytest_guards._fake_server import FakeLLMServer
 from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
