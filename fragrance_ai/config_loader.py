@@ -179,6 +179,8 @@ class HealthCheckConfig:
     timeout: float = 10.0
     cache_seconds: float = 5.0
     prompt: str = "Generate a brief perfume description."
+    #: seconds between background checks of every model (0: only when /health/llm is asked)
+    probe_interval: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -548,6 +550,7 @@ _HEALTH_SPEC: Final[dict[str, _Spec]] = {
     "timeout": _num(gt=0),
     "cache_seconds": _num(ge=0),
     "prompt": _str(),
+    "probe_interval": _num(ge=0),
 }
 _SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
 

@@ -14,7 +14,7 @@ import functools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
-from fragrance_ai.clock import AsyncTimeoutFn, Clock, monotonic
+from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, monotonic
 from fragrance_ai.llm.backends import BackendError, error_kind
 from fragrance_ai.llm.circuit_breaker import CLOSED, OPEN, LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import JSONGuardError
@@ -96,6 +96,22 @@ class LLMHealthChecker:
             task.add_done_callback(functools.partial(self._forget, model))
         # shield: a probe that gives up must not cancel the check other probes are waiting for
         return dict(await asyncio.shield(task))
+
+    async def probe_forever(self, interval: float, asleep: AsyncSleepFn = asyncio.sleep) -> None:
+        """Check every model each ``interval`` seconds until cancelled (the service's background probe).
+
+        Keeps ``llm_health_status`` fresh when nobody calls ``/health/llm``, and lets the mode upshift
+        while there is no traffic. A failing round is logged; the next one still runs.
+        """
+        if interval <= 0:
+            raise ValueError(f"interval must be > 0 seconds; got {interval!r}")
+        while True:
+            try:
+                await self.check_all_models()
+                self.circuit_breaker_manager.evaluate_upshift()
+            except Exception:  # noqa: BLE001 - a probe must never stop probing
+                logger.exception("background health probe failed")
+            await asleep(interval)
 
     async def check_all_models(self) -> dict[str, dict[str, Any]]:
         """Every configured model's health, checked concurrently (wall time is the slowest, not the sum)."""

@@ -7,6 +7,8 @@ reaches a client: bad requests get a 422 naming the field, LLM faults become a f
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -64,9 +66,21 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owned:
-            await guarded.aclose()
+        interval = guarded.config.health_check.probe_interval
+        probe = (
+            asyncio.create_task(guarded.health_checker.probe_forever(interval, guarded.asleep), name="health-probe")
+            if interval > 0
+            else None
+        )
+        try:
+            yield
+        finally:
+            if probe is not None:
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+            if owned:
+                await guarded.aclose()
 
     app = FastAPI(
         title="fragrance-ai",

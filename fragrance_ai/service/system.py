@@ -45,6 +45,7 @@ class GuardSystem:
     ensemble: LLMEnsemble
     health_checker: LLMHealthChecker
     clock: Clock
+    asleep: AsyncSleepFn = field(default=asyncio.sleep, repr=False)
     _owned_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     @classmethod
@@ -127,6 +128,7 @@ class GuardSystem:
             ensemble=ensemble,
             health_checker=health,
             clock=clock,
+            asleep=asleep if asleep is not None else asyncio.sleep,
             _owned_client=owned,
         )
 
@@ -185,6 +187,7 @@ class GuardSystem:
             "health_check": {
                 "timeout": config.health_check.timeout,
                 "cache_seconds": config.health_check.cache_seconds,
+                "probe_interval": config.health_check.probe_interval,
             },
         }
 

@@ -396,3 +396,38 @@ async def test_a_cached_result_still_shows_the_live_breaker_state(clock: Virtual
         assert checker.inferences_total == 1
     finally:
         await system.aclose()
+
+
+async def test_background_probe_checks_every_model_each_interval(clock: VirtualClock) -> None:
+    system = build(clock, {})
+    probe = asyncio.create_task(system.health_checker.probe_forever(30, clock.asleep))
+    try:
+        await clock.asleep(95)  # virtual time: probes at t = 0, 30, 60, 90
+    finally:
+        probe.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await probe
+        await system.aclose()
+    assert system.health_checker.inferences_total == 4 * len(MODELS)
+    assert system.metrics.sample("llm_health_status", {"model": "qwen"}) == 1
+
+
+async def test_a_failing_probe_round_does_not_stop_the_probe(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
+    system = build(clock, {})
+    rounds = 0
+
+    async def broken() -> dict[str, Any]:
+        nonlocal rounds
+        rounds += 1
+        raise RuntimeError("probe exploded")
+
+    monkeypatch.setattr(system.health_checker, "check_all_models", broken)
+    probe = asyncio.create_task(system.health_checker.probe_forever(10, clock.asleep))
+    await clock.asleep(25)
+    probe.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await probe
+    await system.aclose()
+    assert rounds == 3
+    with pytest.raises(ValueError, match="interval must be > 0"):
+        await system.health_checker.probe_forever(0)

@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -212,3 +213,18 @@ def test_fragrance_ai_serve_answers_the_health_check() -> None:
             process.kill()
             _, stderr = process.communicate(timeout=START_BOUND_S)
     assert "Traceback" not in stderr
+
+
+def test_the_service_probes_health_in_the_background_when_configured() -> None:
+    config = load_config(default_config_path()).with_overrides({"health_check": {"probe_interval": 0.05, "cache_seconds": 0}})
+    with LiveService(config) as service:
+        checker = service.system.health_checker
+        deadline = time.monotonic() + 5
+        while checker.inferences_total < 2 * len(config.model_names):
+            assert time.monotonic() < deadline, "the background probe did not run twice within 5 s"
+            time.sleep(0.02)  # real-time: the probe runs on the server's own loop, in real time
+        assert service.system.metrics.sample("llm_health_status", {"model": "llama"}) == 1
+    # shutdown cancelled the probe cleanly: no round runs after the service stopped
+    settled = checker.inferences_total
+    time.sleep(0.1)  # real-time: long enough for two more rounds, had the probe survived shutdown
+    assert checker.inferences_total == settled
