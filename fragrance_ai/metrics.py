@@ -11,7 +11,7 @@ This module imports no guard: it reads the attributes each guard documents.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-__all__ = ["GuardMetrics", "HEALTH_BUCKETS", "STATE_VALUES", "JSON_FAILURE_REASONS", "CONTENT_TYPE"]
+__all__ = ["GuardMetrics", "HEALTH_BUCKETS", "STATE_VALUES", "JSON_FAILURE_REASONS", "BRIEF_SOURCES", "CONTENT_TYPE"]
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 
@@ -40,6 +40,9 @@ JSON_FAILURE_REASONS = (
     "schema_violation",
     "regenerate_error",
 )
+
+#: every source label of ``llm_briefs_total``, present from start-up (the ensemble's ``BRIEF_SOURCES``)
+BRIEF_SOURCES = ("cache", "model", "fallback")
 
 #: health-check latency buckets reach well past any sane probe timeout (the client's default stops at 10 s)
 HEALTH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
@@ -81,6 +84,10 @@ class _Guard(Protocol):
     def snapshot(self) -> Any: ...
 
 
+class _Ensemble(Protocol):
+    def briefs_snapshot(self) -> Mapping[str, int]: ...
+
+
 class _GuardCollector(Collector):
     """Reads the tracked guards' own counters at scrape time."""
 
@@ -91,6 +98,7 @@ class _GuardCollector(Collector):
         self.breakers: _BreakerManager | None = None
         self.mode_controller: _Modes | None = None
         self.guard: _Guard | None = None
+        self.ensemble: _Ensemble | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # names are fixed; nothing to check against other collectors
@@ -98,6 +106,7 @@ class _GuardCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             cache, breakers, modes, guard = self.cache, self.breakers, self.mode_controller, self.guard
+            ensemble = self.ensemble
         if cache is not None:
             yield from _cache_metrics(cache)
         if breakers is not None:
@@ -106,6 +115,8 @@ class _GuardCollector(Collector):
             yield from _mode_metrics(modes, self._modes)
         if guard is not None:
             yield from _guard_metrics(guard)
+        if ensemble is not None:
+            yield _ensemble_metrics(ensemble)
 
 
 def _cache_metrics(cache: _Cache) -> Iterator[Metric]:
@@ -184,6 +195,18 @@ def _guard_metrics(guard: _Guard) -> Iterator[Metric]:
     )
 
 
+def _ensemble_metrics(ensemble: _Ensemble) -> Metric:
+    briefs = CounterMetricFamily(
+        "llm_briefs", "Briefs served, by source (cache, model or fallback); a 503 is not a brief.", labels=["source"]
+    )
+    by_source = dict(ensemble.briefs_snapshot())
+    for source in BRIEF_SOURCES:
+        briefs.add_metric([source], by_source.pop(source, 0))
+    for source, count in sorted(by_source.items()):
+        briefs.add_metric([source], count)
+    return briefs
+
+
 class GuardMetrics:
     """The guard metrics of one service, on one registry (a fresh one unless given)."""
 
@@ -235,6 +258,10 @@ class GuardMetrics:
     def track_guard(self, guard: _Guard) -> None:
         with self._collector._lock:
             self._collector.guard = guard
+
+    def track_ensemble(self, ensemble: _Ensemble) -> None:
+        with self._collector._lock:
+            self._collector.ensemble = ensemble
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

@@ -3,6 +3,10 @@
 :class:`LLMEnsemble` is handed its shared state (backends, breaker manager, cache, guard); it never
 builds a second breaker manager or mode controller. It caches only answers a model gave and the
 guard validated, never a fallback. It must not know about HTTP or FastAPI.
+
+It counts the briefs it serves by source in ``briefs_total`` (plain ints under a small lock; the
+metrics collector reads :meth:`LLMEnsemble.briefs_snapshot` at scrape time): it never calls
+prometheus_client.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -21,7 +26,15 @@ from fragrance_ai.llm.backends import CompletionRequest, LLMBackend, error_kind
 from fragrance_ai.llm.circuit_breaker import CircuitBreakerOpenError, LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import GuardResult, JSONGuardError, JSONHardGuard
 
-__all__ = ["BriefResult", "CachedBrief", "LLMEnsemble", "ModelAttempt", "NoModelAvailableError", "SYSTEM_PROMPT"]
+__all__ = [
+    "BRIEF_SOURCES",
+    "BriefResult",
+    "CachedBrief",
+    "LLMEnsemble",
+    "ModelAttempt",
+    "NoModelAvailableError",
+    "SYSTEM_PROMPT",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +46,9 @@ SYSTEM_PROMPT = (
 )
 
 Source = Literal["cache", "model", "fallback"]
+
+#: every ``source`` of a brief, the keys of :attr:`LLMEnsemble.briefs_total`
+BRIEF_SOURCES: tuple[Source, ...] = ("cache", "model", "fallback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +109,16 @@ class NoModelAvailableError(RuntimeError):
 
 
 class LLMEnsemble:
-    """Generates fragrance briefs from the current mode's models, behind every guard."""
+    """Generates fragrance briefs from the current mode's models, behind every guard.
+
+    ``briefs_total`` counts the briefs :meth:`generate_brief` returned, by source (``cache``, ``model``,
+    ``fallback``; every key present from construction): exactly one per returned :class:`BriefResult`,
+    so each waiter of a single flight counts once, with the source it got. A call that raises (unknown
+    mode, :class:`NoModelAvailableError` when the fallback is disabled, cancellation) served no brief and
+    counts nothing: a 503 is not a brief. Increments take ``_briefs_lock`` (held for one ``+= 1``, never
+    across an await), so counts are exact across threads and event loops; read them through
+    :meth:`briefs_snapshot`.
+    """
 
     def __init__(
         self,
@@ -116,6 +141,8 @@ class LLMEnsemble:
         self.schema = guard.compile(schema)
         self.cache = cache
         self._atimeout = atimeout
+        self._briefs_lock = threading.Lock()
+        self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
 
     @property
     def mode_controller(self) -> Any:
@@ -154,8 +181,21 @@ class LLMEnsemble:
     def cache_key(self, prompt: str, mode: str) -> str:
         return f"{mode}\x00{' '.join(prompt.split())}"
 
+    def briefs_snapshot(self) -> dict[str, int]:
+        """A consistent copy of ``briefs_total`` (for the metrics collector, at scrape time)."""
+        with self._briefs_lock:
+            return dict(self.briefs_total)
+
     async def generate_brief(self, prompt: str, mode: str | None = None) -> BriefResult:
         """A brief for ``prompt`` from the cache, the first healthy model of the mode, or the fallback."""
+        # counted here, once, whichever of _brief's return paths produced it; a raise counts nothing
+        result = await self._brief(prompt, mode)
+        with self._briefs_lock:
+            self.briefs_total[result.source] += 1
+        return result
+
+    async def _brief(self, prompt: str, mode: str | None) -> BriefResult:
+        """:meth:`generate_brief` without the counting."""
         controller = self.breakers.mode_controller
         self.breakers.evaluate_upshift()
         mode = mode or controller.get_current_mode()

@@ -115,6 +115,7 @@ class GuardSystem:
         metrics.track_breakers(breakers)
         metrics.track_modes(mode_controller)
         metrics.track_guard(guard)
+        metrics.track_ensemble(ensemble)
         if cache is not None:
             metrics.track_cache(cache)
         return cls(

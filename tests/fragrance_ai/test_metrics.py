@@ -6,11 +6,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.clock import VirtualClock
-from fragrance_ai.config_loader import get_config
+from fragrance_ai.config_loader import default_config_path, get_config, load_config
+from fragrance_ai.llm import ensemble
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.mode_controller import ModeController
-from fragrance_ai.metrics import JSON_FAILURE_REASONS, GuardMetrics
+from fragrance_ai.metrics import BRIEF_SOURCES, JSON_FAILURE_REASONS, GuardMetrics
+from fragrance_ai.service.system import GuardSystem
 
 SCHEMA = {"type": "object", "required": ["a"], "properties": {"a": {"type": "integer"}}}
 MODELS = ("qwen", "mistral", "llama")
@@ -97,3 +99,52 @@ def test_two_services_in_one_process_do_not_collide() -> None:
     assert first.registry is not second.registry
     first.health_status.labels(model="qwen").set(1)
     assert second.sample("llm_health_status", {"model": "qwen"}) == 0
+
+
+class _Briefs:
+    """The attribute and method of LLMEnsemble the collector reads."""
+
+    def __init__(self) -> None:
+        self.briefs_total = dict.fromkeys(BRIEF_SOURCES, 0)
+
+    def briefs_snapshot(self) -> dict[str, int]:
+        return dict(self.briefs_total)
+
+
+def test_brief_sources_are_the_ensembles() -> None:
+    assert BRIEF_SOURCES == ensemble.BRIEF_SOURCES  # metrics imports no guard, so the two lists are checked here
+
+
+def test_briefs_by_source_are_read_from_the_ensemble_at_scrape_time() -> None:
+    metrics = GuardMetrics(CollectorRegistry())
+    briefs = _Briefs()
+    assert metrics.sample("llm_briefs_total", {"source": "model"}) is None  # nothing tracked, nothing exported
+    metrics.track_ensemble(briefs)
+    for source in BRIEF_SOURCES:
+        assert metrics.sample("llm_briefs_total", {"source": source}) == 0, source
+    briefs.briefs_total["model"] += 3
+    briefs.briefs_total["fallback"] += 1
+    briefs.briefs_total["stale"] = 2  # a source this module does not know is still exported
+    assert metrics.sample("llm_briefs_total", {"source": "model"}) == 3
+    assert metrics.sample("llm_briefs_total", {"source": "fallback"}) == 1
+    assert metrics.sample("llm_briefs_total", {"source": "cache"}) == 0
+    assert metrics.sample("llm_briefs_total", {"source": "stale"}) == 2
+    (family,) = (f for f in text_string_to_metric_families(metrics.exposition().decode()) if f.name == "llm_briefs")
+    assert family.type == "counter"
+    assert [s.labels["source"] for s in family.samples if s.name == "llm_briefs_total"] == [*BRIEF_SOURCES, "stale"]
+
+
+async def test_the_service_exports_the_briefs_its_ensemble_served() -> None:
+    clock = VirtualClock()
+    system = GuardSystem.build(
+        load_config(default_config_path()), clock=clock, asleep=clock.asleep, atimeout=clock.timeout, start_cleanup=False
+    )
+    try:
+        assert [system.metrics.sample("llm_briefs_total", {"source": s}) for s in BRIEF_SOURCES] == [0, 0, 0]
+        await system.ensemble.generate_brief("citrus")
+        await system.ensemble.generate_brief("citrus")
+        assert system.metrics.sample("llm_briefs_total", {"source": "model"}) == 1
+        assert system.metrics.sample("llm_briefs_total", {"source": "cache"}) == 1
+        assert system.metrics.sample("llm_briefs_total", {"source": "fallback"}) == 0
+    finally:
+        await system.aclose()

@@ -170,6 +170,10 @@ def test_the_scrape_is_a_real_one(scrape: Scrape) -> None:
         assert f'llm_health_status{{model="{model}"}} 1.0' in scrape.text
     assert "llm_json_guard_requests_total" in scrape.labels
     assert scrape.types["llm_json_retry_count"] == "histogram"
+    # the one brief came from a model; every source of the fallback rate's counter is there from start-up
+    assert scrape.types["llm_briefs"] == "counter"
+    for source, count in (("cache", 0), ("model", 1), ("fallback", 0)):
+        assert f'llm_briefs_total{{source="{source}"}} {count}.0' in scrape.text
 
 
 def test_promtool_check_metrics_is_clean_on_the_service_scrape(run_promtool: RunPromtool, scrape: Scrape) -> None:
@@ -245,7 +249,7 @@ def test_promql_references_reads_names_matchers_and_grouping() -> None:
 
 def test_reference_check_reports_unknown_metrics_labels_and_records(check_refs: Callable[[str], list[str]]) -> None:
     assert check_refs('circuit_breaker_state{model="qwen"} > 0') == []
-    assert any("not exported" in p for p in check_refs("rate(llm_briefs_total[5m])"))
+    assert any("not exported" in p for p in check_refs("rate(llm_brief_requests_total[5m])"))
     assert any("no label(s) ['reason']" in p for p in check_refs('circuit_breaker_state{reason="x"}'))
     assert any("no `record:`" in p for p in check_refs("instance:nothing:rate5m > 1"))
     assert any("grouping by ['model']" in p for p in check_refs("sum by (model) (rate(cache_hits_total[5m]))"))

@@ -5,7 +5,9 @@ Models are faked at the HTTP boundary (FaultyLLM, respx) and everything runs on 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import typing
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -14,7 +16,7 @@ from service_support import MODELS, Exploding, build, openai_overrides
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.llm.backends import BackendServerError, LLMBackend, SimulatedBackend
 from fragrance_ai.llm.circuit_breaker import CLOSED, OPEN
-from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble, ModelAttempt, NoModelAvailableError
+from fragrance_ai.llm.ensemble import BRIEF_SOURCES, BriefResult, LLMEnsemble, ModelAttempt, NoModelAvailableError, Source
 from fragrance_ai.llm.guards import JSONGuardError
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.service.system import GuardSystem
@@ -31,6 +33,7 @@ from pytest_guards.faults import (
 )
 
 BRIEF = Draft202012Validator(brief_schema())
+JOIN_S = 10.0  # real-time bound on joining concurrent briefs (virtual time does the waiting); milliseconds when healthy
 
 
 @pytest.fixture
@@ -311,6 +314,87 @@ async def test_to_dict_names_source_model_mode_and_what_was_tried(ensemble: LLME
     data = (await ensemble.generate_brief("fig")).to_dict()
     assert set(data) == {"brief", "source", "model", "mode", "attempts", "models_tried"}
     assert data["models_tried"] == [{"model": "qwen", "outcome": "http_error"}, {"model": "mistral", "outcome": "ok"}]
+
+
+# ----------------------------------------------------------------------------- briefs_total by source
+
+
+def counts(ensemble: LLMEnsemble, cache: int = 0, model: int = 0, fallback: int = 0) -> bool:
+    return ensemble.briefs_snapshot() == {"cache": cache, "model": model, "fallback": fallback}
+
+
+def test_every_source_is_counted_from_construction(ensemble: LLMEnsemble) -> None:
+    assert BRIEF_SOURCES == typing.get_args(Source)
+    assert ensemble.briefs_total == {"cache": 0, "model": 0, "fallback": 0}
+
+
+async def test_each_brief_counts_once_under_its_source(ensemble: LLMEnsemble, faulty: FaultyLLM) -> None:
+    assert (await ensemble.generate_brief("bergamot")).source == "model"
+    assert counts(ensemble, model=1)
+    assert (await ensemble.generate_brief("bergamot")).source == "cache"
+    assert counts(ensemble, cache=1, model=1)
+    faulty.set("qwen", invalid_json(), valid())  # a re-ask is still one brief
+    assert (await ensemble.generate_brief("cedar")).attempts == 2
+    assert counts(ensemble, cache=1, model=2)
+    for model in MODELS:
+        faulty.set(model, http_error(500))
+    assert (await ensemble.generate_brief("vetiver")).source == "fallback"
+    assert counts(ensemble, cache=1, model=2, fallback=1)
+    snapshot = ensemble.briefs_snapshot()
+    snapshot["model"] = 99  # a copy: the caller cannot change the counters
+    assert ensemble.briefs_total["model"] == 2
+
+
+async def test_concurrent_briefs_for_one_prompt_count_once_each_with_the_source_they_got(
+    ensemble: LLMEnsemble, faulty: FaultyLLM, system: GuardSystem
+) -> None:
+    faulty.set("qwen", valid().after(5))  # slow enough (in virtual time) for the others to join the flight
+    results = await asyncio.wait_for(asyncio.gather(*(ensemble.generate_brief("jasmine") for _ in range(4))), JOIN_S)
+    assert system.cache is not None and system.cache.coalesced == 3
+    assert sorted(r.source for r in results) == ["cache", "cache", "cache", "model"]
+    assert faulty.call_count("qwen") == 1
+    assert counts(ensemble, cache=3, model=1)
+
+
+async def test_waiters_of_a_flight_that_falls_back_each_count_one_fallback(
+    ensemble: LLMEnsemble, faulty: FaultyLLM, system: GuardSystem
+) -> None:
+    for model in MODELS:
+        faulty.set(model, http_error(500).after(5))
+    results = await asyncio.wait_for(asyncio.gather(*(ensemble.generate_brief("tonka") for _ in range(4))), JOIN_S)
+    assert system.cache is not None and system.cache.coalesced == 3
+    assert [r.source for r in results] == ["fallback"] * 4
+    assert faulty.call_count("qwen") == 1
+    assert counts(ensemble, fallback=4)
+    assert system.guard.fallbacks_total == 4  # the guard's counter agrees: one fallback copy per brief
+
+
+async def test_without_a_cache_briefs_are_counted_all_the_same(clock: VirtualClock, faulty: FaultyLLM) -> None:
+    system = build(clock, {**openai_overrides(faulty), "cache": {"enabled": False}})
+    try:
+        await system.ensemble.generate_brief("same")
+        await system.ensemble.generate_brief("same")
+        assert counts(system.ensemble, model=2)
+    finally:
+        await system.aclose()
+
+
+async def test_a_refused_request_is_no_brief_and_counts_nothing(clock: VirtualClock, faulty: FaultyLLM) -> None:
+    """NoModelAvailableError (a 503) and an unknown mode serve no brief: no source fits, none is counted."""
+    system = build(clock, {**openai_overrides(faulty), "json_guard": {"fallback_enabled": False}})
+    try:
+        for model in MODELS:
+            faulty.set(model, http_error(500))
+        with pytest.raises(NoModelAvailableError):
+            await system.ensemble.generate_brief("musk")
+        with pytest.raises(ValueError, match="unknown mode"):
+            await system.ensemble.generate_brief("musk", mode="turbo")
+        assert counts(system.ensemble)
+        faulty.set("qwen", valid())
+        await system.ensemble.generate_brief("musk")
+        assert counts(system.ensemble, model=1)
+    finally:
+        await system.aclose()
 
 
 # -------------------------------------------------------------------------------- generate_single
