@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 __all__ = ["Clock", "SleepFn", "AsyncSleepFn", "AsyncTimeoutFn", "VirtualClock", "monotonic"]
 
@@ -54,16 +55,22 @@ class VirtualClock:
     to read it.
     """
 
-    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "_sleepers", "_seq", "_ticker", "slept")
+    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "_loops", "_seq", "slept")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
         self._lock = threading.Lock()
         self._listeners: list[Callable[[float], None]] = []
-        self._deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("deadline", default=None)
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        # (deadline, the task that opened the timeout block): tasks it spawns inherit the context var
+        # but not the deadline, as with asyncio.timeout
+        self._deadline: contextvars.ContextVar[tuple[float, asyncio.Task[Any] | None] | None] = contextvars.ContextVar(
+            "deadline", default=None
+        )
+        # per event loop: its sleepers (wake time, order, future) and the ticker task that wakes them
+        self._loops: dict[
+            asyncio.AbstractEventLoop, tuple[list[tuple[float, int, asyncio.Future[None]]], asyncio.Task[None] | None]
+        ] = {}
         self._seq = 0
-        self._ticker: asyncio.Task[None] | None = None
         #: every sleep requested through ``sleep``/``asleep``, in order (tests assert on backoff waits)
         self.slept: list[float] = []
 
@@ -99,12 +106,12 @@ class VirtualClock:
 
         Concurrent sleeps overlap (see the class docstring). Inside a :meth:`timeout` block, a sleep
         that would pass the deadline wakes at the deadline and ends the block with ``TimeoutError``,
-        as a real cancellation would.
+        as a real cancellation would. Each event loop has its own sleepers and ticker; time is shared.
         """
         self.slept.append(seconds)
         loop = asyncio.get_running_loop()
         wake = self._now + max(0.0, seconds)
-        deadline = self._deadline.get()
+        deadline = self._active_deadline()
         cut = deadline is not None and wake > deadline
         if cut:
             assert deadline is not None
@@ -112,31 +119,51 @@ class VirtualClock:
         future: asyncio.Future[None] = loop.create_future()
         with self._lock:
             self._seq += 1
-            heapq.heappush(self._sleepers, (wake, self._seq, future))
-            if self._ticker is None or self._ticker.done():
-                self._ticker = loop.create_task(self._tick())
+            heap, ticker = self._loops.get(loop, ([], None))
+            heapq.heappush(heap, (wake, self._seq, future))
+            if ticker is None or ticker.done():
+                ticker = loop.create_task(self._tick(loop, heap))
+            self._loops[loop] = (heap, ticker)
         await future
         if cut:
             assert deadline is not None
             raise _VirtualDeadline(deadline)
 
-    async def _tick(self) -> None:
-        """Move time to the earliest pending wake-up, once every ready task has reached its sleep."""
+    def _active_deadline(self) -> float | None:
+        """The deadline of the innermost :meth:`timeout` block this task opened (tasks it spawned are free)."""
+        entry = self._deadline.get()
+        if entry is None:
+            return None
+        deadline, owner = entry
+        try:
+            current = asyncio.current_task()
+        except RuntimeError:
+            current = None
+        return deadline if owner is current else None
+
+    async def _tick(self, loop: asyncio.AbstractEventLoop, heap: list[tuple[float, int, asyncio.Future[None]]]) -> None:
+        """Move time to this loop's earliest pending wake-up, once its ready tasks have reached their sleeps."""
         while True:
             for _ in range(_SETTLE_ROUNDS):
                 await asyncio.sleep(0)
             with self._lock:
-                while self._sleepers and self._sleepers[0][2].done():
-                    heapq.heappop(self._sleepers)  # cancelled sleeper
-                if not self._sleepers:
-                    self._ticker = None
+                while heap and heap[0][2].done():
+                    heapq.heappop(heap)  # cancelled sleeper
+                if not heap:
+                    self._loops.pop(loop, None)
                     return
-                wake = self._sleepers[0][0]
+                wake = heap[0][0]
                 due = []
-                while self._sleepers and self._sleepers[0][0] <= wake:
-                    due.append(heapq.heappop(self._sleepers)[2])
-            if wake > self._now:
-                self.advance(wake - self._now)
+                while heap and heap[0][0] <= wake:
+                    due.append(heapq.heappop(heap)[2])
+            try:
+                if wake > self._now:
+                    self.advance(wake - self._now)
+            except Exception as exc:  # a listener failed: the sleepers must still wake, with the error
+                for future in due:
+                    if not future.done():
+                        future.set_exception(exc)
+                continue
             for future in due:
                 if not future.done():
                     future.set_result(None)
@@ -148,8 +175,9 @@ class VirtualClock:
     @asynccontextmanager
     async def _timeout(self, seconds: float) -> AsyncIterator[object]:
         deadline = self._now + seconds
-        outer = self._deadline.get()
-        token = self._deadline.set(deadline if outer is None else min(outer, deadline))
+        outer = self._active_deadline()
+        owner = asyncio.current_task()
+        token = self._deadline.set((deadline if outer is None else min(outer, deadline), owner))
         try:
             yield self
         except _VirtualDeadline as exc:

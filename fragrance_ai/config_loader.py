@@ -454,7 +454,10 @@ def _num(
     def rule(v: Any) -> tuple[Any, str | None]:
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return None, f"expected a number, found {_kind(v)}"
-        f = float(v)
+        try:
+            f = float(v)
+        except OverflowError:
+            return None, f"must be a finite number, found an integer of {len(str(v))} digits"
         bad = (
             math.isnan(f)
             or math.isinf(f)
@@ -550,7 +553,7 @@ _HEALTH_SPEC: Final[dict[str, _Spec]] = {
     "timeout": _num(gt=0),
     "cache_seconds": _num(ge=0),
     "prompt": _str(),
-    "probe_interval": _num(ge=0),
+    "probe_interval": _num(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
 }
 _SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
 
@@ -589,7 +592,7 @@ def _build(
             values = c.fields(spec, path, _MODEL_SPEC, base)
             if values["backend"] == "openai" and not values["base_url"]:
                 c.error((*path, "base_url"), "required when backend is openai (e.g. http://127.0.0.1:8000/v1)")
-            elif values["base_url"] and not re.match(r"https?://[^/\s]+", values["base_url"]):
+            elif values["base_url"] and not _http_url(values["base_url"]):
                 c.error((*path, "base_url"), f"must be an http:// or https:// URL, found {values['base_url']!r}")
             models[name] = ModelConfig(name=name, **values)
     names = tuple(models)
@@ -672,6 +675,8 @@ def _build(
 
     cache = CacheConfig(**c.fields(c.section(data, (), "cache"), ("cache",), _CACHE_SPEC, CacheConfig()))
     health = HealthCheckConfig(**c.fields(c.section(data, (), "health_check"), ("health_check",), _HEALTH_SPEC, HealthCheckConfig()))
+    if 0 < health.probe_interval < 0.05:
+        c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
 
     if c.issues:
         raise ConfigError(sorted(c.issues, key=lambda i: i.line or 0))
@@ -698,6 +703,19 @@ class _BreakerSectionDefaults:
     half_open_requests: int = 3
     window_size: int = 20
     minimum_calls: int = 10
+
+
+def _http_url(text: str) -> bool:
+    """An http(s) URL with a host and a valid port, as httpx will parse it."""
+    import httpx  # only here: the loader must stay importable without the service's dependencies
+
+    if not re.match(r"https?://[^/\s]+", text):
+        return False
+    try:
+        url = httpx.URL(text)
+    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
+        return False
+    return bool(url.host) and (url.port is None or 0 < url.port < 65536)
 
 
 def _check_window(c: _Checker, path: KeyPath, s: BreakerSettings) -> None:

@@ -764,7 +764,11 @@ def render(behaviour: Behaviour, call_index: int, model: str, *, request: object
             "total_tokens": prompt_tokens + completion_tokens,
         },
     }
-    return Outcome("response", 200, (_JSON,), json.dumps(completion, ensure_ascii=False).encode(), latency)
+    try:
+        body = json.dumps(completion, ensure_ascii=False).encode()
+    except UnicodeEncodeError:  # a lone surrogate (an answer cut mid-emoji): servers send it as a \u escape
+        body = json.dumps(completion).encode()
+    return Outcome("response", 200, (_JSON,), body, latency)
 
 
 def _is_json(text: str) -> bool:

@@ -104,7 +104,7 @@ class GuardClock:
 
     async def asleep(self, seconds: float) -> None:
         """``asyncio.sleep`` for injected guards: concurrent sleeps overlap; honours :meth:`timeout`."""
-        await self._virtual.asleep(seconds)
+        await self._virtual.asleep(_seconds(max(0.0, seconds), "asleep"))
 
     def timeout(self, seconds: float) -> AbstractAsyncContextManager[object]:
         """``asyncio.timeout`` in virtual time."""
@@ -114,7 +114,10 @@ class GuardClock:
         """Keep freezegun's time.time()/monotonic() on the virtual clock after every advance."""
         delta, self._synced = now - self._synced, now
         if self._frozen is not None and delta > 0:
-            self._frozen.tick(_dt.timedelta(seconds=delta))
+            try:
+                self._frozen.tick(_dt.timedelta(seconds=delta))
+            except OverflowError:  # past year 9999 freezegun cannot follow; virtual time still moves
+                pass
 
     def __repr__(self) -> str:
         return f"<guard_clock elapsed={self.elapsed:g}s>"

@@ -165,6 +165,12 @@ class ScenarioItem(pytest.Item):
                 asyncio.run(self._run_network(parent.base_config, server, fake))
             else:
                 asyncio.run(self._run_in_process(parent.base_config))
+        except (ScenarioFailure, pytest.fail.Exception, pytest.skip.Exception, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - say what broke in one line, not with a harness traceback
+            raise ScenarioFailure(
+                self.scenario, None, [f"the scenario could not run: {type(exc).__name__}: {exc}"]
+            ) from exc
         finally:
             self.wall_seconds = time.perf_counter() - started
 

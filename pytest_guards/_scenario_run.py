@@ -53,6 +53,13 @@ def _show(value: Any) -> str:
 
 def check(spec: Any, actual: Any) -> str | None:
     """``None`` when ``actual`` satisfies ``spec`` (a scalar means ``eq``), else what was expected."""
+    try:
+        return _check(spec, actual)
+    except (OverflowError, TypeError, ValueError) as exc:  # say a 400-digit number: not comparable, not a crash
+        return f"{describe(spec)} (cannot compare: {exc})"
+
+
+def _check(spec: Any, actual: Any) -> str | None:
     if not isinstance(spec, dict):
         return None if _equal(actual, spec) else f"== {_show(spec)}"
     failures = []
@@ -351,10 +358,23 @@ async def _run_steps(
                 await _run_steps(scenario, step.steps, target, state, elapsed)
             continue
         if step.kind == "parallel":
-            # copies interleave wherever they wait (a request, a virtual latency), as concurrent clients do
-            await asyncio.gather(
-                *(_run_steps(scenario, step.steps, target, state, elapsed) for _ in range(step.value["times"]))
-            )
+            # copies interleave wherever they wait (a request, a virtual latency), as concurrent clients
+            # do; each has its own last response, and the first failure cancels its siblings
+            copies = [_State(briefs=state.briefs) for _ in range(step.value["times"])]
+            try:
+                async with asyncio.TaskGroup() as group:
+                    for index, copy_state in enumerate(copies):
+                        copy_state.briefs = state.briefs + index * 1000
+                        group.create_task(_run_steps(scenario, step.steps, target, copy_state, elapsed))
+            except BaseExceptionGroup as group_error:
+                raise group_error.exceptions[0] from None
+            state.briefs += 1000 * len(copies)
+            finished = [c for c in copies if c.last_response is not None]
+            if finished:
+                state.last_response = finished[-1].last_response
+            health = [c for c in copies if c.last_health is not None]
+            if health:
+                state.last_health = health[-1].last_health
             continue
         if step.kind == "expect":
             failures = await _expect(scenario, step, target, state, elapsed)

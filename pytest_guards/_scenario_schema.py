@@ -147,7 +147,7 @@ def _step(key: str, value: Any) -> dict[str, Any]:
 STEP: dict[str, Any] = {
     "oneOf": [
         _step("brief", _BRIEF),
-        _step("advance", {"type": "number", "minimum": 0}),
+        _step("advance", {"type": "number", "minimum": 0, "maximum": 315_360_000}),  # ten years of virtual time
         _step(
             "health",
             {
@@ -192,7 +192,15 @@ SCENARIO_SCHEMA: Final[dict[str, Any]] = {
         "id": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_.-]{0,80}$"},
         "title": {"type": "string", "minLength": 1},
         "checklist": {"enum": list(CHECKLIST_ITEMS)},
-        "markers": {"type": "array", "items": {"type": "string", "pattern": "^[A-Za-z_][A-Za-z0-9_]*$"}},
+        # skip/xfail would let a failing scenario through the verdict: a scenario either holds or not
+        "markers": {
+            "type": "array",
+            "items": {
+                "type": "string",
+                "pattern": "^[A-Za-z_][A-Za-z0-9_]*$",
+                "not": {"enum": ["skip", "skipif", "xfail", "usefixtures", "filterwarnings", "parametrize"]},
+            },
+        },
         "target": {"enum": list(TARGETS)},
         "requires": {"type": "array", "items": {"enum": list(REQUIREMENTS)}, "uniqueItems": True},
         "config": {"type": "object"},

@@ -138,6 +138,8 @@ class CompletionRequest:
             # the model only needs enough of its answer to see the mistake; a runaway answer must not
             # grow every later re-ask past the context window
             previous_answer = previous_answer[:FEEDBACK_ANSWER_LIMIT] + "\n[... truncated]"
+        # an answer cut mid-emoji holds a lone surrogate, which no JSON request body can carry
+        previous_answer = previous_answer.encode("utf-8", "replace").decode("utf-8")
         return CompletionRequest(
             (*self.messages, ChatMessage("assistant", previous_answer), ChatMessage("user", feedback)),
             self.temperature,

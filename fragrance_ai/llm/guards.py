@@ -292,6 +292,21 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
+_SURROGATE_MESSAGE: Final = "the answer holds a lone UTF-16 surrogate (U+D800-U+DFFF, e.g. an emoji cut in half): not valid Unicode"
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(candidate: str, value: Any) -> bool:
+    """Whether ``value`` holds a string that is not valid Unicode (only looked at when the text escapes one)."""
+    if _SURROGATE_ESCAPE.search(candidate) is None:
+        return False
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _strict_loads(text: str) -> Any:
     """``json.loads`` rejecting NaN/Infinity, overflowing numbers and duplicate keys (raises ``_Reject``)."""
     return _DECODER.decode(text)
@@ -699,6 +714,10 @@ class JSONHardGuard:
             return found
         candidate, bracketed = found
         try:
+            candidate.encode("utf-8")
+        except UnicodeEncodeError:
+            return _Rejection("invalid_json", _SURROGATE_MESSAGE)
+        try:
             value = _strict_loads(candidate)
         except _Reject as exc:
             return _Rejection(exc.reason, exc.message)
@@ -708,6 +727,10 @@ class JSONHardGuard:
                     "no_json_found", f"no JSON object found in the answer (it starts: {_clip(text, 60)!r})"
                 )
             return _Rejection("invalid_json", f"invalid JSON: {exc}")
+        if "\\u" in candidate and _has_lone_surrogate(candidate, value):
+            # json.loads accepts "\ud83c" alone (a model cut off mid-emoji); such a string cannot be
+            # encoded as UTF-8, so serving or caching it would fail later, far from its cause
+            return _Rejection("invalid_json", _SURROGATE_MESSAGE)
         try:
             if compiled.is_valid(value):
                 return value

@@ -8,7 +8,6 @@ reaches a client: bad requests get a 422 naming the field, LLM faults become a f
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -77,8 +76,7 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
         finally:
             if probe is not None:
                 probe.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await probe
+                await asyncio.wait({probe})  # never re-raises: a cancellation of the lifespan itself is not swallowed
             if owned:
                 await guarded.aclose()
 

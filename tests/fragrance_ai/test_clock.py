@@ -115,3 +115,43 @@ async def test_a_cancelled_sleeper_does_not_hold_time_back() -> None:
     assert clock() == 1.0
     with pytest.raises(asyncio.CancelledError):
         await task
+
+
+async def test_a_task_spawned_inside_a_timeout_block_is_not_bound_by_it() -> None:
+    clock = VirtualClock()
+    async with clock.timeout(5):
+        child = asyncio.create_task(clock.asleep(20))  # like asyncio.timeout: the deadline is the block's own
+    await child
+    assert clock() == 20.0
+
+
+async def test_a_failing_listener_still_wakes_the_sleepers() -> None:
+    clock = VirtualClock()
+
+    def broken(now: float) -> None:
+        raise OverflowError("date value out of range")
+
+    clock.on_advance(broken)
+    with pytest.raises(OverflowError):
+        await asyncio.wait_for(clock.asleep(1), timeout=5)
+
+
+def test_two_event_loops_in_two_threads_share_time_but_not_sleepers() -> None:
+    import threading
+
+    clock = VirtualClock()
+    woke: list[float] = []
+
+    def run(seconds: float) -> None:
+        async def main() -> None:
+            await asyncio.wait_for(clock.asleep(seconds), timeout=5)
+            woke.append(seconds)
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=(s,)) for s in (2, 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert sorted(woke) == [2, 3]

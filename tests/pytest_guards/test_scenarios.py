@@ -268,3 +268,21 @@ def test_network_faults_need_toxiproxy_and_real_time(guards: pytest.Pytester) ->
             "*d.scenario.yaml:4:1: requires: target 'both' runs against a live service, which cannot put Toxiproxy in front of its models*",
         ]
     )
+
+
+def test_skip_markers_and_huge_numbers_are_refused_clearly(guards: pytest.Pytester) -> None:
+    huge = "9" * 400
+    write(guards, "a.scenario.yaml", scenario("cb-a", "circuit_breaker", "health: all", extra="markers: [xfail]\n"))
+    write(guards, "b.scenario.yaml", scenario("cb-b", "circuit_breaker", f"advance: {huge}"))
+    write(guards, "c.scenario.yaml", scenario("cb-c", "circuit_breaker", f"health: all\n  - expect:\n      response: {{code: {huge}}}"))
+    result = run(guards)
+    result.assert_outcomes(failed=3)
+    out = result.stdout.str()
+    assert "Traceback" not in out and "INTERNALERROR" not in out
+    result.stdout.fnmatch_lines_random(
+        [
+            esc("*a.scenario.yaml:4:*markers[0]: 'xfail' should not be valid under*"),
+            esc("*b.scenario.yaml:5:*steps[0].advance: * is greater than the maximum of 315360000*"),
+            f"*response code: expected == {huge[:20]}*",
+        ]
+    )

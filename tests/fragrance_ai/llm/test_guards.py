@@ -593,3 +593,28 @@ def test_logs_truncate_the_answer(make_guard: Callable[..., JSONHardGuard], capl
     assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
     assert "invalid_json" in caplog.records[0].getMessage()
     assert max(len(r.getMessage()) for r in caplog.records) < 1000
+
+
+def test_a_lone_surrogate_escape_is_rejected_and_reasked() -> None:
+    """A model cut off mid-emoji writes "\\ud83c" alone: json.loads accepts it, UTF-8 cannot encode it."""
+    guard = JSONHardGuard(sleep=lambda s: None, jitter=0)
+    lone = '{"a": "fresh \\ud83c"}'
+    pair = '{"a": "fresh \\ud83c\\udf38"}'
+    schema = {"type": "object", "properties": {"a": {"type": "string"}}}
+    result = guard.guard(lone, schema, {"a": "fallback"}, regenerate=lambda feedback: pair)
+    assert (result.source, result.attempts, result.value) == ("model", 2, {"a": "fresh \U0001f338"})
+    assert result.errors[0].reason == "invalid_json" and "surrogate" in result.errors[0].message
+
+
+def test_fallback_method_hands_out_independent_copies() -> None:
+    guard = JSONHardGuard()
+    schema = {"type": "object", "properties": {"notes": {"type": "array"}}}
+    first = guard.fallback(schema, {"notes": ["rose"]})
+    first["notes"].append("changed by a caller")
+    second = guard.fallback(schema, {"notes": ["rose"]})
+    assert second == {"notes": ["rose"]}
+    from fragrance_ai.llm.schemas import brief_schema
+
+    default = guard.fallback(brief_schema())
+    default["notes"].clear()
+    assert guard.fallback(brief_schema())["notes"] == ["floral", "fresh"]
