@@ -14,20 +14,10 @@ from typing import Any
 import jsonschema
 
 from fragrance_ai.llm.guards import JSONHardGuard
+from fragrance_ai.llm.schemas import brief_schema
 
-BRIEF_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "notes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "families": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "intensity": {"type": "integer", "minimum": 0, "maximum": 100},
-        "longevity": {"enum": ["short", "medium", "long"]},
-        "error": {"type": "boolean"},
-    },
-    "required": ["description", "notes", "families", "intensity", "longevity"],
-    "additionalProperties": False,
-}
+# the schema the service validates every answer against (fragrance_ai/llm/schemas/brief.schema.json)
+BRIEF_SCHEMA: dict[str, Any] = brief_schema()
 
 BRIEF = {
     "description": "A bright citrus opening over a soft musk base, with a hint of bergamot and cedar.",
