@@ -1,6 +1,9 @@
 """The pytest plugin ``guards``: options, markers, and the fixtures that break LLMs on purpose.
 
-Hooks and fixtures only; the logic lives in the private modules beside this one.
+Hooks and fixtures only; the logic lives in the packages beside this one (``scenarios``, ``faults``,
+``network``) and in ``harness``, ``clock``, ``metrics`` and ``session``. It is loaded in every pytest
+run of every environment that installs the package, so it must not import toxiproxy-python,
+``requests`` or a web server at load time (``tests/pytest_guards/test_layout.py`` checks).
 """
 
 from __future__ import annotations
@@ -9,21 +12,22 @@ import fnmatch
 import os
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import pytest_asyncio
 
 from fragrance_ai.config_loader import Config, ConfigError, find_config_path
-from pytest_guards._clock import ClockMisuseError, GuardClock
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
-from pytest_guards._metrics import MetricsProbe
-from pytest_guards._session import SessionConfig
-from pytest_guards._scenario_items import InvalidScenarioItem, NetworkResources, ScenarioFile, ScenarioItem
-from pytest_guards._system import GuardHarness
-from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
-from pytest_guards._verdict import ScenarioResult, Verdict
+from pytest_guards.clock import ClockMisuseError, GuardClock
+from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
+from pytest_guards.harness import GuardHarness, open_harness
+from pytest_guards.metrics import MetricsProbe
+from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.scenarios import InvalidScenarioItem, ScenarioFile, ScenarioItem, ScenarioResult, Verdict
+from pytest_guards.session import NetworkResources, SessionConfig
+
+if TYPE_CHECKING:
+    from pytest_guards.faults import FakeLLMServer
 
 _CONFIG_KEY = pytest.StashKey[SessionConfig]()
 _STRICT_KEY = pytest.StashKey[bool]()
@@ -260,11 +264,8 @@ async def guard_system(
     guards_config: Config, guard_clock: GuardClock, faulty_llm: FaultyLLM, guard_metrics: MetricsProbe
 ) -> AsyncIterator[GuardHarness]:
     """The reference system wired from ``guards_config`` on ``guard_clock``, ``faulty_llm`` and ``guard_metrics``."""
-    harness = GuardHarness.build(guards_config, guard_clock, faulty_llm, guard_metrics)
-    try:
+    async with open_harness(guards_config, clock=guard_clock, llm=faulty_llm, metrics=guard_metrics) as harness:
         yield harness
-    finally:
-        await harness.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -21,6 +21,6 @@ def block_starting_with(first_line: str) -> str:
 @pytest.mark.toxiproxy
 @pytest.mark.network
 def test_toxiproxy_example(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile(test_example=block_starting_with("import httpx\nimport pytest\nfrom pytest_guards._live_service"))
+    pytester.makepyfile(test_example=block_starting_with("import httpx\nimport pytest\nfrom pytest_guards import LiveService"))
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-q", timeout=120)
     result.assert_outcomes(passed=1)

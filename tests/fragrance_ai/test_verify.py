@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from fragrance_ai.config_loader import get_config
-from pytest_guards._live_service import LiveService
+from pytest_guards import LiveService
 
 REPO = Path(__file__).resolve().parents[2]
 WEAK = REPO / "tests" / "pytest_guards" / "weak_configs"

@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator
 
 from fragrance_ai.llm.schemas import brief_schema
 from pytest_guards import faults
-from pytest_guards._behaviours import (
+from pytest_guards.faults import (
     BEHAVIOUR_JSON_SCHEMA,
     INVALID_JSON_TEXT,
     KINDS,

@@ -24,9 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from fragrance_ai.config_loader import Config
 from fragrance_ai.llm.schemas import brief_schema
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._live_service import LiveService
-from pytest_guards._toxiproxy import ToxicProxies, ToxicProxy
+from pytest_guards import FakeLLMServer, LiveService, ToxicProxies, ToxicProxy
 
 MODELS = ("qwen", "mistral", "llama")
 

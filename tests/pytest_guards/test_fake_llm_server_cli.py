@@ -1,4 +1,4 @@
-"""``python -m pytest_guards.fake_llm_server``: the fake models as a standalone server (docker-compose's fake-llm).
+"""``python -m pytest_guards.faults.fake_llm_server``: the fake models as a standalone server (docker-compose's fake-llm).
 
 real-time: the command runs as a real process on a real port; the test polls it for at most a few
 seconds (0.05 s steps) and stops it with SIGTERM.
@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from pytest_guards.fake_llm_server import main
+from pytest_guards.faults.fake_llm_server import main
 
 pytestmark = pytest.mark.network
 
@@ -35,7 +35,7 @@ def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
     port = free_port()
     process = subprocess.Popen(
         [
-            sys.executable, "-m", "pytest_guards.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
+            sys.executable, "-m", "pytest_guards.faults.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
             "--set", 'qwen=["connection_error", {"http_error": 503}, "valid"]',
         ],
         stdout=subprocess.PIPE,

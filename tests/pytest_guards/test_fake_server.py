@@ -24,8 +24,7 @@ from fragrance_ai.llm.backends import (
     OpenAICompatibleBackend,
 )
 from fragrance_ai.llm.schemas import brief_schema
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FakeLLMServer, FaultyLLM
 from pytest_guards.faults import (
     Behaviour,
     UnmatchedRequestError,

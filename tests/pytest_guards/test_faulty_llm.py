@@ -24,7 +24,8 @@ from fragrance_ai.llm.backends import (
     OpenAICompatibleBackend,
 )
 from fragrance_ai.llm.schemas import brief_schema
-from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError, default_base_url
+from pytest_guards import FaultyLLM, UnmatchedRequestError
+from pytest_guards.faults import default_base_url
 from pytest_guards.faults import (
     Behaviour,
     connection_error,

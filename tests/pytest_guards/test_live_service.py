@@ -6,8 +6,7 @@ import httpx
 import pytest
 
 from fragrance_ai.config_loader import Config
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._live_service import LiveService
+from pytest_guards import FakeLLMServer, LiveService
 
 pytestmark = pytest.mark.network
 

@@ -10,8 +10,7 @@ from typing import Any
 
 import pytest
 
-from pytest_guards._scenario_run import check
-from pytest_guards._scenario_schema import SCENARIO_SCHEMA
+from pytest_guards.scenarios import SCENARIO_SCHEMA, SCHEMA_FILE, check
 
 pytest_plugins = ["pytester"]
 
@@ -55,7 +54,8 @@ def four_good(pytester: pytest.Pytester) -> None:
 
 
 def test_schema_file_shipped_in_the_package_is_current() -> None:
-    shipped = Path(__file__).resolve().parents[2] / "pytest_guards" / "scenario.schema.json"
+    shipped = Path(__file__).resolve().parents[2] / "pytest_guards" / "scenarios" / "scenario.schema.json"
+    assert shipped == SCHEMA_FILE
     assert json.loads(shipped.read_text()) == json.loads(json.dumps(SCENARIO_SCHEMA))
 
 

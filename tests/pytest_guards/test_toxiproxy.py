@@ -19,8 +19,8 @@ import pytest
 from toxiproxy import api as toxiproxy_api
 
 from fragrance_ai.clock import VirtualClock
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._toxiproxy import (
+from pytest_guards import FakeLLMServer
+from pytest_guards.network import (
     INSTALL_HINT,
     ToxicProxies,
     ToxicProxy,

@@ -10,7 +10,7 @@ from service_support import MODELS, build, openai_overrides
 
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FaultyLLM
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ from fragrance_ai.clock import VirtualClock
 from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FaultyLLM
 
 MODELS = ("qwen", "mistral", "llama")
 

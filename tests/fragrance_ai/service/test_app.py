@@ -17,7 +17,7 @@ from fragrance_ai.llm.backends import LLMBackend, SimulatedBackend
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.service.app import MAX_PROMPT_CHARS, create_app
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FaultyLLM
 from pytest_guards.faults import connection_error, http_error, invalid_json, timeout, valid
 
 BRIEF = Draft202012Validator(brief_schema())

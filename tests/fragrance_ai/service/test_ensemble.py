@@ -20,7 +20,7 @@ from fragrance_ai.llm.ensemble import BRIEF_SOURCES, BriefResult, LLMEnsemble, M
 from fragrance_ai.llm.guards import JSONGuardError
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FaultyLLM
 from pytest_guards.faults import (
     Behaviour,
     connection_error,

@@ -15,7 +15,7 @@ from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLM
 from fragrance_ai.llm.circuit_breaker import OPEN
 from fragrance_ai.llm.health_check import REASONS, LLMHealthChecker, overall_status
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._faulty_llm import FaultyLLM
+from pytest_guards import FaultyLLM
 from pytest_guards.faults import (
     Behaviour,
     connection_error,

@@ -27,7 +27,7 @@ from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.llm.backends import LLMBackend, SimulatedBackend
 from fragrance_ai.service.app import create_app
 from fragrance_ai.service.system import GuardSystem
-from pytest_guards._live_service import LiveService
+from pytest_guards import LiveService
 
 pytestmark = pytest.mark.network
 

@@ -8,72 +8,28 @@ as checklist lines (``repr_failure``), never as pytest tracebacks.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
-from prometheus_client import CollectorRegistry
 
 from fragrance_ai.config_loader import Config, ConfigError
-from pytest_guards._clock import GuardClock
-from pytest_guards._fake_server import FakeLLMServer
-from pytest_guards._faulty_llm import FaultyLLM, UnmatchedRequestError
-from pytest_guards._live_service import LiveService
-from pytest_guards._metrics import MetricsProbe
-from pytest_guards._scenario_model import Problem, Scenario, ScenarioFileError, load_scenario
-from pytest_guards._scenario_run import InProcessTarget, LiveTarget, NetworkTarget, ScenarioFailure, run_scenario
-from pytest_guards._system import GuardHarness
-from pytest_guards._toxiproxy import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci, open_server
+from pytest_guards.clock import GuardClock
+from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
+from pytest_guards.harness import open_harness
+from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario
+from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
+from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
+from pytest_guards.session import NetworkResources
 
-__all__ = ["InvalidScenarioItem", "NetworkResources", "ScenarioFile", "ScenarioItem"]
+if TYPE_CHECKING:
+    from pytest_guards.faults import FakeLLMServer
 
-
-class NetworkResources:
-    """The session's one Toxiproxy server and one fake LLM server, each started on first use.
-
-    Shared by the ``toxiproxy`` / ``fake_llm_server`` fixtures and the toxiproxy scenarios, so a session
-    never runs two Toxiproxy servers behind toxiproxy-python's process-wide client.
-    """
-
-    def __init__(self, url: str | None, roots: list[Path], models: Callable[[], tuple[str, ...]]) -> None:
-        self.url = url
-        self.roots = roots
-        self.models = models
-        self.server: ToxiproxyServer | None = None
-        self.fake: FakeLLMServer | None = None
-        self._unavailable: str | None = None
-
-    def toxiproxy(self) -> ToxiproxyServer:
-        """The Toxiproxy server (raises ToxiproxyUnavailable, every time, when there is none)."""
-        if self._unavailable is not None:
-            raise ToxiproxyUnavailable(self._unavailable)
-        if self.server is None:
-            try:
-                server = open_server(self.url, dict.fromkeys(self.roots))
-            except ToxiproxyUnavailable as exc:
-                self._unavailable = str(exc)
-                raise
-            server.bind_client()
-            self.server = server
-        return self.server
-
-    def fake_server(self) -> FakeLLMServer:
-        if self.fake is None:
-            self.fake = FakeLLMServer(self.models()).start()
-        return self.fake
-
-    def get(self) -> tuple[ToxiproxyServer, FakeLLMServer]:
-        return self.toxiproxy(), self.fake_server()
-
-    def close(self) -> None:
-        if self.fake is not None:
-            self.fake.stop()
-        if self.server is not None:
-            self.server.close()
-        self.server = self.fake = None
+__all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
 class ScenarioFile(pytest.File):
@@ -188,21 +144,19 @@ class ScenarioItem(pytest.Item):
         clock = GuardClock().start()
         llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
         llm.start()
-        harness: GuardHarness | None = None
         try:
-            try:
-                harness = GuardHarness.build(config, clock, llm, MetricsProbe(CollectorRegistry()))
-            except (ValueError, MemoryError) as exc:  # a setting the loader accepts but a guard refuses
-                raise ScenarioFailure(scenario, None, [f"the system cannot be built from this config: {exc}"]) from None
-            if scenario.given_mode:
-                harness.mode_controller.set_mode(scenario.given_mode)
-            for model, script in scenario.given_llm.items():
-                llm.set(model, script)
-            await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed)
+            async with contextlib.AsyncExitStack() as stack:
+                try:
+                    harness = await stack.enter_async_context(open_harness(config, clock=clock, llm=llm))
+                except (ValueError, MemoryError) as exc:  # a setting the loader accepts but a guard refuses
+                    raise ScenarioFailure(scenario, None, [f"the system cannot be built from this config: {exc}"]) from None
+                if scenario.given_mode:
+                    harness.mode_controller.set_mode(scenario.given_mode)
+                for model, script in scenario.given_llm.items():
+                    llm.set(model, script)
+                await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed)
         finally:
             self.virtual_seconds = clock.elapsed
-            if harness is not None:
-                await harness.aclose()
             llm.stop()
             clock.stop()
         try:
@@ -232,6 +186,8 @@ class ScenarioItem(pytest.Item):
             config = config.with_overrides(ToxicProxies.backend_overrides(per_model), source=config.source)
             for model, script in scenario.given_llm.items():
                 fake.set(model, script)
+            from pytest_guards.network import LiveService  # uvicorn: imported when a network scenario runs
+
             with LiveService(config) as service:
                 if scenario.given_mode:
                     service.system.mode_controller.set_mode(scenario.given_mode)

@@ -23,7 +23,9 @@ import httpx
 import respx
 
 from fragrance_ai.clock import AsyncSleepFn, SleepFn
-from pytest_guards._behaviours import Outcome, ScriptedModels, UnmatchedRequestError, json_body
+from pytest_guards.faults._behaviours import UnmatchedRequestError
+from pytest_guards.faults._book import ScriptedModels, json_body
+from pytest_guards.faults._render import Outcome
 
 __all__ = ["FaultyLLM", "UnmatchedRequestError", "default_base_url"]
 

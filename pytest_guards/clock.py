@@ -29,7 +29,7 @@ __all__ = ["ClockMisuseError", "GuardClock", "START"]
 START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.timezone.utc)
 
 # Networking libraries keep real time: their own timeouts must not freeze (an event loop never would).
-_IGNORE = ("uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards._fake_server", "pytest_guards._uvicorn_thread")
+_IGNORE = ("uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread")
 
 
 class ClockMisuseError(ValueError):

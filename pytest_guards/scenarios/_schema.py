@@ -1,18 +1,23 @@
 """The JSON Schema of ``*.scenario.yaml`` files, built in Python and shipped as ``scenario.schema.json``.
 
-``python -m pytest_guards._scenario_schema`` prints it; a test keeps the shipped file in step. Editors
-(VS Code's YAML extension, JetBrains) can use the shipped file for completion and inline errors.
+``python -m pytest_guards.scenarios._schema`` prints it; a test keeps the shipped file
+(``pytest_guards/scenarios/scenario.schema.json``) in step. Editors (VS Code's YAML extension,
+JetBrains) can use the shipped file for completion and inline errors. LLM behaviours are embedded from
+the fault package's format (:data:`~pytest_guards.faults.BEHAVIOUR_JSON_SCHEMA`), defined there once.
 """
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Final
 
-from pytest_guards._behaviours import BEHAVIOUR_JSON_SCHEMA
+from pytest_guards.faults import BEHAVIOUR_JSON_SCHEMA
 
-__all__ = ["CHECKLIST_ITEMS", "OPERATORS", "REQUIREMENTS", "SCENARIO_SCHEMA", "TARGETS", "TOXIC_ATTRIBUTES"]
+__all__ = ["CHECKLIST_ITEMS", "OPERATORS", "REQUIREMENTS", "SCENARIO_SCHEMA", "SCHEMA_FILE", "TARGETS", "TOXIC_ATTRIBUTES"]
 
+#: the shipped copy of :data:`SCENARIO_SCHEMA` (package data)
+SCHEMA_FILE: Final = Path(__file__).with_name("scenario.schema.json")
 CHECKLIST_ITEMS: Final = ("json_guard", "circuit_breaker", "cache", "health_check")
 TARGETS: Final = ("in_process", "live", "both")
 OPERATORS: Final = ("eq", "ne", "ge", "le", "gt", "lt", "in", "range", "regex")

@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import uvicorn
 
-__all__ = ["HOST", "LoopbackServer", "UvicornThread"]
+from pytest_guards.network._loopback import HOST
 
-HOST = "127.0.0.1"
+__all__ = ["HOST", "LoopbackServer", "UvicornThread"]
 
 
 class LoopbackServer(uvicorn.Server):

@@ -2,8 +2,8 @@
 
 For tests where the network itself matters (real sockets, real timeouts, connection drops, a service
 under test running in its own process). A small Starlette app runs on uvicorn in a background thread
-on a free loopback port (:class:`~pytest_guards._uvicorn_thread.UvicornThread`); the same
-:class:`~pytest_guards._behaviours.ScriptedModels` API as ``FaultyLLM`` keeps scripts and logs, so
+on a free loopback port (:class:`~pytest_guards.network.UvicornThread`); the same
+:class:`~pytest_guards.faults.ScriptedModels` API as ``FaultyLLM`` keeps scripts and logs, so
 ``set``/``calls``/``check`` read the same.
 
 Transport semantics: ``latency`` is real time; ``timeout`` holds the request unanswered until the
@@ -30,8 +30,10 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from pytest_guards._behaviours import Outcome, ScriptedModels, UnmatchedRequestError, json_body
-from pytest_guards._uvicorn_thread import HOST, LoopbackServer, UvicornThread
+from pytest_guards.faults._behaviours import UnmatchedRequestError
+from pytest_guards.faults._book import ScriptedModels, json_body
+from pytest_guards.faults._render import Outcome
+from pytest_guards.network import HOST, LoopbackServer, UvicornThread
 
 __all__ = ["FakeLLMServer", "UnmatchedRequestError"]
 

@@ -1,13 +1,16 @@
-"""Scenario files: load, substitute ``${env:NAME}``, validate against the schema, and build a Scenario.
+"""Scenario files: load, substitute ``${env:NAME}``, validate, and build a Scenario.
 
-Every problem in a file is reported at once with file, line, column and key path; nothing here
-raises anything else for bad input. Running scenarios is ``_scenario_run``'s job.
+The file is validated against the scenario schema, except the LLM behaviours in it, which the fault
+package's one validator (``parse_behaviours``) reads once into scripts. Every problem in a file is
+reported at once with file, line, column and key path; nothing here raises anything else for bad
+input. Running scenarios is ``_run``'s job.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -15,13 +18,16 @@ from typing import Any, Final
 import jsonschema
 
 from fragrance_ai.yaml_positions import KeyPath, Position, format_path, load_yaml_with_positions
-from pytest_guards._behaviours import BehaviourError, Script, parse_behaviours
-from pytest_guards._scenario_schema import SCENARIO_SCHEMA
+from pytest_guards.faults import BehaviourError, Script, parse_behaviours
+from pytest_guards.scenarios._expressions import substitute
+from pytest_guards.scenarios._schema import SCENARIO_SCHEMA
 
 __all__ = ["Problem", "Scenario", "ScenarioFileError", "Step", "load_scenario"]
 
 _VALIDATOR: Final = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
-_ENV = re.compile(r"\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
+#: scenario paths -> the scripts read from the LLM behaviours there (``given.llm.qwen``, ``steps.3.llm.qwen``)
+_Scripts = dict[KeyPath, Script]
+_Report = Callable[[KeyPath, str], None]
 #: what a live target (a running service reached over HTTP) cannot do
 _IN_PROCESS_STEPS: Final = {
     "advance": "move virtual time",
@@ -107,7 +113,6 @@ class Scenario:
 
 def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario:
     """Read and validate one scenario file; raises :class:`ScenarioFileError` listing every problem."""
-    env = os.environ if environ is None else environ
     name = str(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -120,39 +125,34 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     if not isinstance(data, dict):
         raise ScenarioFileError(name, [Problem(name, 1, 1, "", "a scenario file holds one mapping (id, title, ...)")])
 
-    data = _substitute(data, (), env, lambda p, m: problems.append(_problem(name, positions, p, m)))
-    for error in _VALIDATOR.iter_errors(data):
-        behaviour = _behaviour_problem(error)
-        if behaviour is not None:
-            problems.append(_problem(name, positions, tuple(error.absolute_path), behaviour))
-            continue
-        for specific in _specific(error):
-            problems.append(_problem(name, positions, tuple(specific[0]), specific[1]))
-    if problems:
-        raise ScenarioFileError(name, problems)
-
     def report(path_: KeyPath, message: str) -> None:
         problems.append(_problem(name, positions, path_, message))
 
+    data = substitute(data, (), os.environ if environ is None else environ, report)
+    scripts = _validate(data, report)
+    if problems:
+        raise ScenarioFileError(name, problems)
     _check_patterns(data, (), report)
-    target = data.get("target", "in_process")
-    given = data.get("given", {})
-    given_llm = _scripts(given.get("llm", {}), ("given", "llm"), report)
-    steps = _steps(data["steps"], ("steps",), positions, report)
-    if target in ("live", "both"):
+    steps = _steps(data["steps"], ("steps",), positions, scripts)
+    if data.get("target", "in_process") in ("live", "both"):
         _check_live(data, steps, report)
     _check_time(data, steps, report)
     if problems:
         raise ScenarioFileError(name, problems)
+    return _scenario(data, path, steps, scripts, positions)
+
+
+def _scenario(data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]) -> Scenario:
+    given = data.get("given", {})
     return Scenario(
         id=data["id"],
         title=data["title"],
         checklist=data["checklist"],
-        target=target,
+        target=data.get("target", "in_process"),
         markers=tuple(data.get("markers", ())),
         config=data.get("config", {}),
         given_mode=given.get("mode"),
-        given_llm=given_llm,
+        given_llm={str(key[-1]): script for key, script in scripts.items() if key[:2] == ("given", "llm")},
         steps=steps,
         requires=tuple(data.get("requires", ())),
         given_network=dict(given.get("network", {})),
@@ -160,6 +160,50 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
         line=positions.get(("id",), Position(1, 1)).line,
         positions=positions,
     )
+
+
+def _validate(data: dict[str, Any], report: _Report) -> _Scripts:
+    """Report every schema error (but for LLM behaviours) and every behaviour error; the scripts read."""
+    for error in _VALIDATOR.iter_errors(data):
+        for found, message in _specific(error):
+            if not _is_behaviour(tuple(found)):
+                report(tuple(found), message)
+    scripts: _Scripts = {}
+    for at, spec in _behaviours(data):
+        try:
+            scripts[at] = parse_behaviours(spec, where=format_path(at))
+        except BehaviourError as exc:
+            text, prefix = str(exc), format_path(at) + ": "
+            report(at, text[len(prefix):] if text.startswith(prefix) else text)
+    return scripts
+
+
+def _is_behaviour(path: KeyPath) -> bool:
+    """Whether ``path`` is (inside) one model's behaviours: ``parse_behaviours`` reports those, not the schema."""
+    return any(key == "llm" and index < len(path) - 1 for index, key in enumerate(path))
+
+
+def _behaviours(data: dict[str, Any]) -> Iterator[tuple[KeyPath, object]]:
+    """Every model's behaviours in the file, with their paths: under ``given.llm`` and in ``llm`` steps."""
+    given = data.get("given")
+    if isinstance(given, dict) and isinstance(given.get("llm"), dict):
+        for model, spec in given["llm"].items():
+            yield ("given", "llm", model), spec
+    yield from _step_behaviours(data.get("steps"), ("steps",))
+
+
+def _step_behaviours(items: object, path: KeyPath) -> Iterator[tuple[KeyPath, object]]:
+    if not isinstance(items, list):
+        return
+    for index, item in enumerate(items):
+        if not isinstance(item, dict) or len(item) != 1:
+            continue
+        (kind, value), = item.items()
+        if kind == "llm" and isinstance(value, dict):
+            for model, spec in value.items():
+                yield (*path, index, "llm", model), spec
+        elif kind in ("repeat", "parallel") and isinstance(value, dict):
+            yield from _step_behaviours(value.get("steps"), (*path, index, kind, "steps"))
 
 
 def _problem(
@@ -171,40 +215,6 @@ def _problem(
             probe = probe[:-1]
         at = positions.get(probe)
     return Problem(file, at.line if at else None, at.column if at else None, format_path(path), message)
-
-
-def _substitute(value: Any, path: KeyPath, env: Any, report: Any) -> Any:
-    """Replace ``${env:NAME}`` (or ``${env:NAME:-default}``) in every string; nothing else is a variable."""
-    if isinstance(value, str) and "${" in value:
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            if name in env:
-                return str(env[name])
-            if default is not None:
-                return default
-            report(path, f"environment variable {name} is not set (write ${{env:{name}:-default}} for a default)")
-            return ""
-
-        return _ENV.sub(sub, value)
-    if isinstance(value, dict):
-        return {k: _substitute(v, (*path, k), env, report) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_substitute(v, (*path, i), env, report) for i, v in enumerate(value)]
-    return value
-
-
-def _behaviour_problem(error: jsonschema.ValidationError) -> str | None:
-    """For an LLM behaviour, the behaviour parser's own message (it says what was meant), not the schema's."""
-    path = list(error.absolute_path)
-    if len(path) < 2 or path[-2] != "llm":
-        return None
-    try:
-        parse_behaviours(error.instance, where=format_path(tuple(path)))
-    except BehaviourError as exc:
-        text = str(exc)
-        prefix = format_path(tuple(path))
-        return text[len(prefix) + 2:] if text.startswith(prefix + ": ") else text
-    return None
 
 
 def _branch_matches(schema: Any, instance: Any) -> bool:
@@ -246,17 +256,7 @@ def _specific(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
     return [(path, message)]
 
 
-def _scripts(mapping: dict[str, Any], path: KeyPath, report: Any) -> dict[str, Script]:
-    out: dict[str, Script] = {}
-    for model, spec in mapping.items():
-        try:
-            out[model] = parse_behaviours(spec, where=format_path((*path, model)))
-        except BehaviourError as exc:
-            report((*path, model), str(exc))
-    return out
-
-
-def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], report: Any) -> tuple[Step, ...]:
+def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], scripts: _Scripts) -> tuple[Step, ...]:
     out: list[Step] = []
     for index, item in enumerate(items):
         step_path = (*path, index)
@@ -264,9 +264,9 @@ def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], 
         line = positions[step_path].line if step_path in positions else 0
         children: tuple[Step, ...] = ()
         if kind in ("repeat", "parallel"):
-            children = _steps(value["steps"], (*step_path, kind, "steps"), positions, report)
+            children = _steps(value["steps"], (*step_path, kind, "steps"), positions, scripts)
         elif kind == "llm":
-            value = _scripts(value, (*step_path, "llm"), report)
+            value = {model: scripts[(*step_path, "llm", model)] for model in value}
         out.append(Step(kind, value, step_path, line, children))
     return tuple(out)
 

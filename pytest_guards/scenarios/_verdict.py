@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_guards._scenario_schema import CHECKLIST_ITEMS
+from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
 __all__ = ["SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
 

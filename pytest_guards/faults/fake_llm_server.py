@@ -1,12 +1,12 @@
-"""``python -m pytest_guards.fake_llm_server``: the fake OpenAI-compatible models as a standalone server.
+"""``python -m pytest_guards.faults.fake_llm_server``: the fake OpenAI-compatible models as a standalone server.
 
-For docker-compose and manual chaos runs: the same :class:`~pytest_guards._fake_server.FakeLLMServer`
+For docker-compose and manual chaos runs: the same :class:`~pytest_guards.faults.FakeLLMServer`
 the ``fake_llm_server`` fixture uses (routes ``POST /<model>/v1/chat/completions``,
 ``POST /v1/chat/completions``, ``GET /health``), scripted per model with ``--set MODEL=JSON`` in
 the scenario files' behaviour syntax (default: valid briefs forever)::
 
-    python -m pytest_guards.fake_llm_server --host 0.0.0.0 --port 9000 --models qwen,mistral,llama
-    python -m pytest_guards.fake_llm_server --set 'qwen=[{"http_error": 503, "times": 3}, "valid"]'
+    python -m pytest_guards.faults.fake_llm_server --host 0.0.0.0 --port 9000 --models qwen,mistral,llama
+    python -m pytest_guards.faults.fake_llm_server --set 'qwen=[{"http_error": 503, "times": 3}, "valid"]'
 
 FakeLLMServer itself only ever listens on 127.0.0.1 (a test double must not be reachable from the
 network by accident), so this command runs it there and relays ``--host:--port`` to it byte for
@@ -27,8 +27,9 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from pytest_guards._behaviours import BehaviourError, parse_behaviours
-from pytest_guards._fake_server import FakeLLMServer
+from pytest_guards.faults._behaviours import BehaviourError
+from pytest_guards.faults._fake_server import FakeLLMServer
+from pytest_guards.faults._format import parse_behaviours
 
 __all__ = ["main", "relay"]
 
@@ -86,7 +87,7 @@ def _scripts(pairs: Sequence[str], models: Sequence[str]) -> dict[str, object]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m pytest_guards.fake_llm_server",
+        prog="python -m pytest_guards.faults.fake_llm_server",
         description="Fake OpenAI-compatible LLMs (scripted behaviours) on a real socket.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: %(default)s)")

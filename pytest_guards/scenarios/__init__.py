@@ -1,0 +1,61 @@
+"""Scenario files (``*.scenario.yaml``): model, schema, expressions, pytest items, the runner, targets, verdict.
+
+The flow: ``_model`` loads a file (``${env:}`` substitution via ``_expressions``, validation against
+``_schema``'s shipped schema) into a :class:`Scenario`; ``_items`` collects it as a pytest item, which
+runs it with ``_run`` against one of ``_targets``; ``_verdict`` turns the results into SAFE / DO NOT
+PROMOTE. This package uses ``pytest_guards.faults`` and ``pytest_guards.network``; they never use it.
+"""
+
+from __future__ import annotations
+
+from pytest_guards.scenarios._expressions import MISSING, Judge, check, describe, lookup, show, substitute
+from pytest_guards.scenarios._items import InvalidScenarioItem, ScenarioFile, ScenarioItem
+from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario
+from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
+from pytest_guards.scenarios._schema import (
+    CHECKLIST_ITEMS,
+    OPERATORS,
+    REQUIREMENTS,
+    SCENARIO_SCHEMA,
+    SCHEMA_FILE,
+    TARGETS,
+    TOXIC_ATTRIBUTES,
+)
+from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget, Response, Target
+from pytest_guards.scenarios._verdict import SAFE, UNSAFE, ScenarioResult, Verdict
+
+__all__ = [
+    "CHECKLIST_ITEMS",
+    "MISSING",
+    "OPERATORS",
+    "REQUIREMENTS",
+    "SAFE",
+    "SCENARIO_SCHEMA",
+    "SCHEMA_FILE",
+    "TARGETS",
+    "TOXIC_ATTRIBUTES",
+    "UNSAFE",
+    "InProcessTarget",
+    "InvalidScenarioItem",
+    "Judge",
+    "LiveTarget",
+    "NetworkTarget",
+    "Problem",
+    "Response",
+    "Scenario",
+    "ScenarioFailure",
+    "ScenarioFile",
+    "ScenarioFileError",
+    "ScenarioItem",
+    "ScenarioResult",
+    "Step",
+    "Target",
+    "Verdict",
+    "check",
+    "describe",
+    "load_scenario",
+    "lookup",
+    "run_scenario",
+    "show",
+    "substitute",
+]

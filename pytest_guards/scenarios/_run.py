@@ -1,0 +1,265 @@
+"""Run one scenario's steps against a :class:`~pytest_guards.scenarios.Target` and judge its expectations.
+
+A failed expectation raises :class:`ScenarioFailure`, whose text reads like a checklist line: the
+expectation, expected vs found, the step and the file:line it is written on. What the targets are is
+``_targets``'s job; what a check means is ``_expressions``'s.
+
+What this module must not do: wait for real except in a ``wait`` step (toxiproxy scenarios only), or
+reach into a target beyond the :class:`Target` interface.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import httpx
+
+from fragrance_ai.yaml_positions import format_path
+from pytest_guards.metrics import MetricNotFoundError
+from pytest_guards.scenarios._expressions import MISSING, Judge, lookup
+from pytest_guards.scenarios._model import Scenario, Step
+from pytest_guards.scenarios._targets import Response, Target
+
+__all__ = ["ScenarioFailure", "run_scenario"]
+
+
+class ScenarioFailure(AssertionError):
+    """A scenario's expectation did not hold (or a step could not run); the message is the report."""
+
+    def __init__(self, scenario: Scenario, step: Step | None, lines: list[str]) -> None:
+        self.scenario = scenario
+        self.step = step
+        self.lines = lines
+        if step is None:
+            where = f"{scenario.file}:{scenario.line}"
+            head = f"scenario {scenario.id} [{scenario.checklist}] ({where})"
+        else:
+            where = f"{scenario.file}:{step.line}"
+            head = f"scenario {scenario.id} [{scenario.checklist}] at {format_path(step.path)} ({where})"
+        super().__init__(head + "\n" + "\n".join(f"  ✗ {line}" for line in lines))
+
+
+@dataclass
+class _State:
+    last_response: Response | None = None
+    last_health: Response | None = None
+    briefs: int = 0
+    log: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """One run of a scenario: what every step needs."""
+
+    scenario: Scenario
+    target: Target
+    elapsed: Callable[[], float] | None
+
+
+async def run_scenario(scenario: Scenario, target: Target, *, clock_elapsed: Callable[[], float] | None = None) -> None:
+    """Run every step; raises :class:`ScenarioFailure` at the first failing step."""
+    state = _State()
+    await target.prepare()
+    await _run_steps(_Run(scenario, target, clock_elapsed), scenario.steps, state)
+
+
+async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
+    for step in steps:
+        if step.kind == "repeat":
+            for _ in range(step.value["times"]):
+                await _run_steps(run, step.steps, state)
+        elif step.kind == "parallel":
+            await _run_parallel(run, step, state)
+        elif step.kind == "expect":
+            failures = await _expect(run, step, state)
+            if failures:
+                raise ScenarioFailure(run.scenario, step, failures)
+        else:
+            try:
+                await _act(step, run.target, state)
+            except ScenarioFailure:
+                raise
+            except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+                raise ScenarioFailure(run.scenario, step, [f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"]) from None
+
+
+async def _run_parallel(run: _Run, step: Step, state: _State) -> None:
+    """``times`` copies of the steps at once.
+
+    Copies interleave wherever they wait (a request, a virtual latency), as concurrent clients do; each
+    has its own last response, and the first failure cancels its siblings.
+    """
+    copies = [_State(briefs=state.briefs) for _ in range(step.value["times"])]
+    try:
+        async with asyncio.TaskGroup() as group:
+            for index, copy_state in enumerate(copies):
+                copy_state.briefs = state.briefs + index * 1000
+                group.create_task(_run_steps(run, step.steps, copy_state))
+    except BaseExceptionGroup as group_error:
+        raise group_error.exceptions[0] from None
+    state.briefs += 1000 * len(copies)
+    finished = [c for c in copies if c.last_response is not None]
+    if finished:
+        state.last_response = finished[-1].last_response
+    health = [c for c in copies if c.last_health is not None]
+    if health:
+        state.last_health = health[-1].last_health
+
+
+# -------------------------------------------------------------------------------------------- actions
+
+
+async def _brief(value: Any, target: Target, state: _State) -> None:
+    spec = {"prompt": value} if isinstance(value, str) else value
+    state.briefs += 1
+    prompt = spec["prompt"] + (f" #{state.briefs}" if spec.get("distinct") else "")
+    state.last_response = await target.brief(prompt, spec.get("mode"), spec.get("via", "http"))
+
+
+async def _health(value: Any, target: Target, state: _State) -> None:
+    model = value if isinstance(value, str) else (value or {}).get("model", "all")
+    response = await target.request("GET", "/health/llm", params={"model": model or "all"})
+    state.last_response = state.last_health = response
+
+
+async def _request(value: Any, target: Target, state: _State) -> None:
+    state.last_response = await target.request(value.get("method", "GET"), value["path"], json=value.get("json"))
+
+
+async def _advance(value: Any, target: Target, state: _State) -> None:
+    target.advance(value)
+
+
+async def _wait(value: Any, target: Target, state: _State) -> None:
+    await asyncio.sleep(value)  # real-time: a toxiproxy scenario's breaker timeouts pass for real
+
+
+async def _llm(value: Any, target: Target, state: _State) -> None:
+    for model, script in value.items():
+        _known(target, model)
+        target.set_llm(model, script)
+
+
+async def _network(value: Any, target: Target, state: _State) -> None:
+    for model, spec in value.items():
+        _known(target, model)
+        target.network(model, spec)
+
+
+async def _cache(value: Any, target: Target, state: _State) -> None:
+    target.cache_op(value)
+
+
+_ACTIONS: Final[Mapping[str, Callable[[Any, Target, _State], Awaitable[None]]]] = {
+    "brief": _brief,
+    "health": _health,
+    "request": _request,
+    "advance": _advance,
+    "wait": _wait,
+    "llm": _llm,
+    "network": _network,
+    "cache": _cache,
+}
+
+
+async def _act(step: Step, target: Target, state: _State) -> None:
+    action = _ACTIONS.get(step.kind)
+    if action is not None:
+        await action(step.value, target, state)
+
+
+def _known(target: Target, model: str) -> None:
+    if model not in target.config.model_names:
+        raise KeyError(f"no model {model!r} is configured (configured: {', '.join(target.config.model_names)})")
+
+
+# ------------------------------------------------------------------------------------------ expectations
+
+
+async def _expect_breaker(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    states = await run.target.breaker_states()
+    for model, spec in want.items():
+        judge(f"breaker {model}", spec, states.get(model, MISSING))
+
+
+async def _expect_mode(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    judge("mode", want, await run.target.mode())
+
+
+async def _expect_cache(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    stats = await run.target.cache_stats()
+    for key, spec in want.items():
+        judge(f"cache {key}", spec, stats.get(key, MISSING))
+
+
+def _expect_response_block(block: str) -> Callable[[Any, _Run, _State, Judge], Awaitable[None]]:
+    """``health`` (the last health check) or ``response`` (the last request of any kind)."""
+
+    async def expect(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+        response = state.last_health if block == "health" else state.last_response
+        if response is None:
+            judge.fail(f"{block}: no {'health check' if block == 'health' else 'request'} ran before this expectation")
+            return
+        for key, spec in want.items():
+            actual = response.code if key == "code" else lookup(response.body, key)
+            judge(f"{block} {key}", spec, actual)
+
+    return expect
+
+
+async def _expect_metric(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    await run.target.refresh_metrics()
+    for item in want:
+        labels = item.get("labels", {})
+        shown = item["name"] + ("{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
+        for how in ("value", "delta"):
+            if how not in item:
+                continue
+            try:
+                actual = getattr(run.target.metrics, how)(item["name"], **labels)
+            except MetricNotFoundError as exc:
+                judge.fail(f"metric {shown}: {exc}")
+                continue
+            judge(f"metric {shown} {how}" if how == "delta" else f"metric {shown}", item[how], actual)
+
+
+async def _expect_config(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    effective = run.target.config.to_dict()
+    for key, spec in want.items():
+        judge(f"config {key}", spec, lookup(effective, key))
+
+
+async def _expect_calls(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    for model, spec in want.items():
+        judge(f"calls to {model}", spec, run.target.calls(model))
+
+
+async def _expect_elapsed(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    if run.elapsed is not None:
+        judge("virtual seconds elapsed", want, run.elapsed())
+
+
+#: every ``expect`` key, in the order a report lists its failures
+_EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable[None]]]] = {
+    "breaker": _expect_breaker,
+    "mode": _expect_mode,
+    "cache": _expect_cache,
+    "health": _expect_response_block("health"),
+    "response": _expect_response_block("response"),
+    "metric": _expect_metric,
+    "config": _expect_config,
+    "calls": _expect_calls,
+    "elapsed": _expect_elapsed,
+}
+
+
+async def _expect(run: _Run, step: Step, state: _State) -> list[str]:
+    """The failed checks of one ``expect`` step (empty when all hold)."""
+    judge = Judge()
+    for key, expect in _EXPECTATIONS.items():
+        if key in step.value:
+            await expect(step.value[key], run, state, judge)
+    return judge.failures

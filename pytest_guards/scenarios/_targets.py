@@ -1,0 +1,266 @@
+"""The targets a scenario runs against: the in-process reference system, the real service on a socket behind
+Toxiproxy, or a live service reached over HTTP. Each implements :class:`Target`, the one interface the
+runner uses.
+
+What this module must not do: judge anything (the runner does), or let a live target touch what only an
+in-process one can (the loader refuses such scenarios; these targets refuse again, saying why).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+import httpx
+
+from fragrance_ai.config_loader import Config
+from pytest_guards.faults import Script, ScriptedModels
+from pytest_guards.harness import GuardHarness
+from pytest_guards.metrics import MetricsProbe
+
+if TYPE_CHECKING:
+    from fragrance_ai.service.system import GuardSystem
+    from pytest_guards.network import ToxicProxy
+
+__all__ = ["InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
+
+
+@dataclass
+class Response:
+    code: int
+    body: Any
+
+
+class Target(Protocol):
+    """What the runner needs of a target. The second group is in-process only: a live target refuses it."""
+
+    name: str
+    metrics: MetricsProbe
+
+    async def prepare(self) -> None: ...
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response: ...
+    async def request(self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None) -> Response: ...
+    async def breaker_states(self) -> dict[str, str]: ...
+    async def mode(self) -> str: ...
+    async def cache_stats(self) -> dict[str, Any]: ...
+    async def refresh_metrics(self) -> None: ...
+
+    @property
+    def config(self) -> Config: ...
+    def calls(self, model: str) -> int: ...
+    def set_llm(self, model: str, script: Script) -> None: ...
+    def cache_op(self, op: str) -> None: ...
+    def advance(self, seconds: float) -> None: ...
+    def network(self, model: str, spec: Any) -> None: ...
+
+
+def _decode(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class _HTTPMixin:
+    client: httpx.AsyncClient
+
+    async def request(self, method: str, path: str, json: Any = None, params: dict[str, str] | None = None) -> Response:
+        response = await self.client.request(method, path, json=json, params=params)
+        return Response(response.status_code, _decode(response))
+
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
+        """``POST /v1/briefs`` (``via`` is only for targets that can also call the ensemble directly)."""
+        body: dict[str, Any] = {"prompt": prompt}
+        if mode is not None:
+            body["mode"] = mode
+        return await self.request("POST", "/v1/briefs", json=body)
+
+    async def _guards(self) -> dict[str, Any]:
+        response = await self.client.get("/health/guards")
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /health/guards answered HTTP {response.status_code}")
+        body: dict[str, Any] = response.json()
+        return body
+
+
+class _SystemInThisProcess(_HTTPMixin):
+    """A target whose guards run in this process, read directly, with models scripted here through ``llm``.
+
+    ``calls`` counts across re-scripting: a fake's call log restarts whenever its script is set.
+    """
+
+    name: str
+    metrics: MetricsProbe
+    system: GuardSystem
+    llm: ScriptedModels
+    _calls_before_set: dict[str, int]
+
+    async def prepare(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def config(self) -> Config:
+        return self.system.config
+
+    async def breaker_states(self) -> dict[str, str]:
+        return self.system.breakers.states()
+
+    async def mode(self) -> str:
+        return str(self.system.mode_controller.get_current_mode())
+
+    async def cache_stats(self) -> dict[str, Any]:
+        cache = self.system.cache
+        return {"enabled": False} if cache is None else {"enabled": True, **cache.stats()}
+
+    async def refresh_metrics(self) -> None:
+        return None
+
+    def set_llm(self, model: str, script: Script) -> None:
+        self._calls_before_set[model] = self.calls(model)
+        self.llm.set(model, script)
+
+    def calls(self, model: str) -> int:
+        return self._calls_before_set.get(model, 0) + self.llm.call_count(model)
+
+    def cache_op(self, op: str) -> None:
+        cache = self.system.cache
+        if cache is None:
+            raise RuntimeError("the cache is disabled in this config")
+        if op == "cleanup":
+            cache.cleanup_expired()
+        else:
+            cache.clear()
+
+
+class InProcessTarget(_SystemInThisProcess):
+    """The reference system of this repository, wired on virtual time with scripted LLMs."""
+
+    name = "in_process"
+
+    def __init__(self, harness: GuardHarness) -> None:
+        self.harness = harness
+        self.system = harness.system
+        self.client = harness.client
+        self.llm = harness.llm
+        self.metrics = harness.metrics
+        self._calls_before_set = {}
+
+    async def prepare(self) -> None:
+        self.harness.metrics.mark()
+
+    async def brief(self, prompt: str, mode: str | None, via: str) -> Response:
+        if via == "ensemble":
+            result = await self.harness.brief(prompt, mode)
+            return Response(200, result.to_dict())
+        return await super().brief(prompt, mode, via)
+
+    def advance(self, seconds: float) -> None:
+        self.harness.clock.advance(seconds)
+
+    def network(self, model: str, spec: Any) -> None:
+        raise RuntimeError("network faults need `requires: [toxiproxy]`")
+
+
+class NetworkTarget(_SystemInThisProcess):
+    """The real service on a loopback socket, its models behind Toxiproxy in front of the fake LLM server.
+
+    Real time: ``wait`` sleeps for real. The service's own objects (breakers, cache, metrics) are read
+    directly, since it runs in this process.
+    """
+
+    name = "network"
+
+    def __init__(self, system: GuardSystem, client: httpx.AsyncClient, llm: ScriptedModels, proxies: dict[str, ToxicProxy]) -> None:
+        self.system = system
+        self.client = client
+        self.llm = llm
+        self.proxies = proxies
+        self.metrics = MetricsProbe(system.metrics.registry)
+        self._calls_before_set = {}
+        self._toxics: dict[str, list[str]] = {}
+        self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
+
+    def advance(self, seconds: float) -> None:
+        raise RuntimeError("a toxiproxy scenario runs in real time: use `wait: seconds`, not `advance`")
+
+    async def prepare(self) -> None:
+        self.metrics.mark()
+        self._started = time.monotonic()
+
+    def network(self, model: str, spec: Any) -> None:
+        """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy."""
+        proxy = self.proxies[model]
+        if spec == "down":
+            proxy.disable()
+            return
+        if spec in ("up", "clear"):
+            proxy.enable()
+            if spec == "clear":
+                for name in self._toxics.pop(model, []):
+                    proxy.remove(name)
+            return
+        for toxic in spec if isinstance(spec, list) else [spec]:
+            options = {k: toxic[k] for k in ("direction", "toxicity") if k in toxic}
+            (kind, attributes), = ((k, v) for k, v in toxic.items() if k not in ("direction", "toxicity"))
+            name = proxy.add(kind, **options, **(attributes or {}))
+            self._toxics.setdefault(model, []).append(name)
+
+
+class LiveTarget(_HTTPMixin):
+    """A running service reached over HTTP (pre-promotion): only what its endpoints show."""
+
+    name = "live"
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+        self._text = ""
+        self.metrics = MetricsProbe.from_text(lambda: self._text)
+
+    async def prepare(self) -> None:
+        await self.refresh_metrics()
+        self.metrics.mark()
+
+    async def breaker_states(self) -> dict[str, str]:
+        models = (await self._guards()).get("circuit_breaker", {}).get("models", {})
+        return {name: str(info.get("state")) for name, info in models.items()}
+
+    async def mode(self) -> str:
+        return str((await self._guards()).get("mode", {}).get("current"))
+
+    async def cache_stats(self) -> dict[str, Any]:
+        cache = (await self._guards()).get("cache", {})
+        return {"enabled": cache.get("enabled"), **(cache.get("stats") or {}), **{k: v for k, v in cache.items() if k != "stats"}}
+
+    async def refresh_metrics(self) -> None:
+        response = await self.client.get("/metrics")
+        if response.status_code != 200:
+            raise RuntimeError(f"GET /metrics answered HTTP {response.status_code}")
+        self._text = response.text
+
+    # what only an in-process target can do (the loader refuses such scenarios for a live target)
+
+    def _cannot(self, what: str) -> NoReturn:
+        raise RuntimeError(f"a live target cannot {what} (use target: in_process)")
+
+    @property
+    def config(self) -> Config:
+        self._cannot("read the local config")
+
+    def calls(self, model: str) -> int:
+        self._cannot("read LLM call logs")
+
+    def set_llm(self, model: str, script: Script) -> None:
+        self._cannot("script LLM faults")
+
+    def cache_op(self, op: str) -> None:
+        self._cannot("reach the cache")
+
+    def advance(self, seconds: float) -> None:
+        self._cannot("move virtual time")
+
+    def network(self, model: str, spec: Any) -> None:
+        self._cannot("inject network faults")
