@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from fragrance_ai.clock import VirtualClock
-from fragrance_ai.config_loader import default_config_path, load_config
+from fragrance_ai.config_loader import Config, default_config_path, load_config
 from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend
 from fragrance_ai.service.system import GuardSystem
 from pytest_guards import FaultyLLM
@@ -19,9 +19,17 @@ from pytest_guards import FaultyLLM
 MODELS = ("qwen", "mistral", "llama")
 
 
+def harness_config(overrides: dict[str, Any]) -> Config:
+    """The default config with ``overrides``."""
+    return load_config(default_config_path()).with_overrides(overrides)
+
+
 def build(clock: VirtualClock, overrides: dict[str, Any], backends: dict[str, LLMBackend] | None = None) -> GuardSystem:
-    """The default config with ``overrides``, wired on ``clock`` (no background cleanup: nothing runs unasked)."""
-    config = load_config(default_config_path()).with_overrides(overrides)
+    """The default config with ``overrides``, wired on ``clock`` (no background cleanup: nothing runs unasked).
+
+    For a test that wires its own backends or closes the system itself; the ``system`` fixture uses
+    pytest_guards' ``open_harness`` instead."""
+    config = harness_config(overrides)
     return GuardSystem.build(
         config,
         clock=clock,
