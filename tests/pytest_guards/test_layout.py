@@ -18,7 +18,7 @@ import pytest
 import pytest_guards
 from pytest_guards import faults, network, scenarios
 
-ROOT = Path(pytest_guards.__file__).resolve().parent
+ROOT = Path(faults.__file__).resolve().parents[1]  # the pytest_guards folder
 MAX_LINES = 500
 
 #: what each part of pytest_guards may import from the others (itself always)
