@@ -8,9 +8,10 @@ PROMOTE. This package uses ``pytest_guards.faults`` and ``pytest_guards.network`
 
 from __future__ import annotations
 
+from pytest_guards.scenarios._config_expr import ConfigExpression, ExpressionError, parse_expression
 from pytest_guards.scenarios._expressions import MISSING, Judge, check, describe, lookup, show, substitute
 from pytest_guards.scenarios._items import InvalidScenarioItem, ScenarioFile, ScenarioItem
-from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario
+from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
 from pytest_guards.scenarios._schema import (
     CHECKLIST_ITEMS,
@@ -35,6 +36,8 @@ __all__ = [
     "TARGETS",
     "TOXIC_ATTRIBUTES",
     "UNSAFE",
+    "ConfigExpression",
+    "ExpressionError",
     "InProcessTarget",
     "InvalidScenarioItem",
     "Judge",
@@ -55,6 +58,8 @@ __all__ = [
     "describe",
     "load_scenario",
     "lookup",
+    "parse_expression",
+    "resolve_scenario",
     "run_scenario",
     "show",
     "substitute",

@@ -21,7 +21,7 @@ from pytest_guards.clock import GuardClock
 from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import open_harness
 from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
-from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario
+from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario, resolve_scenario
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
 from pytest_guards.session import NetworkResources
@@ -131,8 +131,8 @@ class ScenarioItem(pytest.Item):
             self.wall_seconds = time.perf_counter() - started
 
     async def _run_in_process(self, base: Config) -> None:
-        scenario = self.scenario
         config = self._config(base)
+        scenario = self._resolved(config)
         unknown = [m for m in scenario.given_llm if m not in config.model_names]
         if unknown:
             raise ScenarioFailure(
@@ -164,6 +164,13 @@ class ScenarioItem(pytest.Item):
         except UnmatchedRequestError as exc:
             raise ScenarioFailure(scenario, None, [str(exc)]) from None
 
+    def _resolved(self, config: Config) -> Scenario:
+        """The scenario with its ``${config:...}`` numbers taken from ``config``."""
+        scenario, problems = resolve_scenario(self.scenario, config.to_dict())
+        if problems:
+            raise ScenarioFailure(self.scenario, None, [f"with the config under test, {p}" for p in problems])
+        return scenario
+
     def _config(self, base: Config) -> Config:
         scenario = self.scenario
         if not scenario.config:
@@ -176,8 +183,8 @@ class ScenarioItem(pytest.Item):
 
     async def _run_network(self, base: Config, server: ToxiproxyServer, fake: FakeLLMServer) -> None:
         """The real service on a socket, each model behind its own Toxiproxy proxy in front of the fake LLM server."""
-        scenario = self.scenario
         config = self._config(base)
+        scenario = self._resolved(config)
         fake.reset()
         proxies = ToxicProxies(server, self.nodeid, default_upstream=lambda: fake, models=config.model_names)
         started = time.monotonic()

@@ -1,5 +1,8 @@
 """Scenario files: load, substitute ``${env:NAME}``, validate, and build a Scenario.
 
+Numbers written as ``${config:...}`` expressions are parsed and checked at load, validated with a
+stand-in value, and filled in from the config under test by :func:`resolve_scenario` before a run.
+
 The file is validated against the scenario schema, except the LLM behaviours in it, which the fault
 package's one validator (``parse_behaviours``) reads once into scripts. Every problem in a file is
 reported at once with file, line, column and key path; nothing here raises anything else for bad
@@ -8,6 +11,8 @@ input. Running scenarios is ``_run``'s job.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -17,12 +22,17 @@ from typing import Any, Final
 
 import jsonschema
 
+from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.yaml_positions import KeyPath, Position, format_path, load_yaml_with_positions
 from pytest_guards.faults import BehaviourError, Script, parse_behaviours
-from pytest_guards.scenarios._expressions import substitute
+from pytest_guards.scenarios._config_expr import ConfigExpression, ExpressionError, parse_expression, walk_expressions
+from pytest_guards.scenarios._expressions import lookup, substitute
 from pytest_guards.scenarios._schema import SCENARIO_SCHEMA
 
-__all__ = ["Problem", "Scenario", "ScenarioFileError", "Step", "load_scenario"]
+__all__ = ["Problem", "Scenario", "ScenarioFileError", "Step", "load_scenario", "resolve_scenario"]
+
+#: what stands in for a ``${config:...}`` value while the file is validated at load
+_STAND_IN: Final = 1
 
 _VALIDATOR: Final = jsonschema.Draft202012Validator(SCENARIO_SCHEMA)
 #: scenario paths -> the scripts read from the LLM behaviours there (``given.llm.qwen``, ``steps.3.llm.qwen``)
@@ -92,6 +102,9 @@ class Scenario:
     file: Path
     line: int
     positions: dict[KeyPath, Position] = field(repr=False)
+    #: ``${config:...}`` expressions by where they are written, and the file's data they sit in
+    expressions: dict[KeyPath, ConfigExpression] = field(default_factory=dict, repr=False)
+    data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def line_of(self, path: KeyPath) -> int:
         """The line of ``path`` (or of its closest written ancestor)."""
@@ -129,6 +142,8 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
         problems.append(_problem(name, positions, path_, message))
 
     data = substitute(data, (), os.environ if environ is None else environ, report)
+    expressions = _expressions(data, report)
+    raw, data = data, _filled(data, dict.fromkeys(expressions, _STAND_IN))
     scripts = _validate(data, report)
     if problems:
         raise ScenarioFileError(name, problems)
@@ -139,7 +154,85 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     _check_time(data, steps, report)
     if problems:
         raise ScenarioFileError(name, problems)
-    return _scenario(data, path, steps, scripts, positions)
+    scenario = _scenario(data, path, steps, scripts, positions)
+    return dataclasses.replace(scenario, expressions=expressions, data=raw) if expressions else scenario
+
+
+def resolve_scenario(scenario: Scenario, settings: dict[str, Any]) -> tuple[Scenario, list[str]]:
+    """The scenario with every ``${config:...}`` computed from ``settings`` (the effective config as a dict).
+
+    Returns the scenario and the problems (``key (line N): ${...}: why``); with problems, the scenario
+    is unchanged and must not run.
+    """
+    if not scenario.expressions:
+        return scenario, []
+    values: dict[KeyPath, Any] = {}
+    problems: list[str] = []
+    for at, expression in scenario.expressions.items():
+        try:
+            values[at] = expression.evaluate(lambda key: lookup(settings, key))
+        except ExpressionError as exc:
+            problems.append(f"{format_path(at)} (line {scenario.line_of(at)}): {exc}")
+    if problems:
+        return scenario, problems
+    data = _filled(scenario.data, values)
+    found: list[str] = []
+
+    def report(at: KeyPath, message: str) -> None:
+        shown = scenario.expressions.get(at)
+        found.append(f"{format_path(at)} (line {scenario.line_of(at)}): {message}" + (f" (from {shown})" if shown else ""))
+
+    scripts = _validate(data, report)
+    if found:
+        return scenario, found
+    steps = _steps(data["steps"], ("steps",), scenario.positions, scripts)
+    resolved = _scenario(data, scenario.file, steps, scripts, scenario.positions)
+    return dataclasses.replace(resolved, expressions=scenario.expressions, data=scenario.data), []
+
+
+def _expressions(data: dict[str, Any], report: _Report) -> dict[KeyPath, ConfigExpression]:
+    """Every ``${...}`` in the file, parsed; a bad one is reported where it is written."""
+    found: dict[KeyPath, ConfigExpression] = {}
+
+    def collect(at: KeyPath, text: str) -> None:
+        try:
+            found[at] = parse_expression(text, known_key=_known_key)
+        except ExpressionError as exc:
+            report(at, str(exc))
+
+    walk_expressions(data, collect)
+    return found
+
+
+def _filled(data: Any, values: dict[KeyPath, Any], path: KeyPath = ()) -> Any:
+    """A copy of ``data`` with the value at each path of ``values`` replaced."""
+    if path in values:
+        return values[path]
+    if isinstance(data, dict):
+        return {key: _filled(item, values, (*path, key)) for key, item in data.items()}
+    if isinstance(data, list):
+        return [_filled(item, values, (*path, index)) for index, item in enumerate(data)]
+    return data
+
+
+@functools.cache
+def _reference_settings() -> dict[str, Any]:
+    return load_config(default_config_path()).to_dict()
+
+
+def _known_key(key: str) -> bool:
+    """Whether ``key`` names a setting of the reference config (any model name stands for a model's settings)."""
+    current: Any = _reference_settings()
+    parts = key.split(".")
+    for index, part in enumerate(parts):
+        if not isinstance(current, dict):
+            return False
+        if part not in current and index > 0 and parts[index - 1] == "models" and current:
+            part = next(iter(current))  # another model's name: check against the first model's settings
+        if part not in current:
+            return False
+        current = current[part]
+    return not isinstance(current, (dict, list))
 
 
 def _scenario(data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]) -> Scenario:
