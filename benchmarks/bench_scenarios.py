@@ -25,7 +25,7 @@ def run(number: int | None = None) -> list[dict[str, Any]]:
         report = Path(tmp) / "report.json"
         started = time.perf_counter()
         subprocess.run(
-            [sys.executable, "-m", "pytest", "scenarios", "-q", "-p", "no:cacheprovider", "-m", "not toxiproxy",
+            [sys.executable, "-m", "pytest", "pytest_guards/checklist", "-q", "-p", "no:cacheprovider", "-m", "not toxiproxy",
              "--guards-report", str(report)],
             cwd=ROOT, check=False, capture_output=True, timeout=300,
         )

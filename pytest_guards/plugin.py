@@ -23,7 +23,19 @@ from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import GuardHarness, open_harness
 from pytest_guards.metrics import MetricsProbe
 from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
-from pytest_guards.scenarios import InvalidScenarioItem, ScenarioFile, ScenarioItem, ScenarioResult, Verdict
+from pytest_guards.scenarios import (
+    CHECKLIST_DIR,
+    CHECKLIST_ITEMS,
+    InvalidScenarioItem,
+    Policy,
+    PolicyError,
+    ScenarioFile,
+    ScenarioItem,
+    ScenarioResult,
+    Verdict,
+    load_policy,
+    shipped_policy,
+)
 from pytest_guards.session import NetworkResources, SessionConfig
 
 if TYPE_CHECKING:
@@ -34,6 +46,7 @@ _STRICT_KEY = pytest.StashKey[bool]()
 _VERDICT_KEY = pytest.StashKey[Verdict]()
 _NETWORK_KEY = pytest.StashKey[NetworkResources]()
 _IDS_KEY = pytest.StashKey[dict[str, Path]]()
+_POLICY_KEY = pytest.StashKey[Policy]()
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     # (flag, ini name, help, metavar)
@@ -41,6 +54,7 @@ _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("--guards-target", "guards_target", "URL of a running service for live (pre-promotion) checks", "URL"),
     ("--guards-report", "guards_report", "write the checklist verdict and every scenario's result as JSON", "PATH"),
     ("--toxiproxy-url", "toxiproxy_url", "use this running Toxiproxy server instead of starting one", "URL"),
+    ("--guards-policy", "guards_policy", "a team policy file whose bounds replace the shipped policy.yaml's, key by key", "PATH"),
 )
 
 _MARKERS = (
@@ -63,6 +77,22 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="count skipped tests as failures (for CI and pre-promotion runs)",
     )
     parser.addini("guards_strict", "count skipped tests as failures", type="bool", default=False)
+    group.addoption(
+        "--guards-checklist",
+        dest="guards_checklist",
+        action="store_true",
+        default=None,
+        help="also collect the checklist scenarios shipped with pytest_guards",
+    )
+    parser.addini("guards_checklist", "also collect the shipped checklist scenarios", type="bool", default=False)
+    group.addoption(
+        "--guards-item",
+        dest="guards_item",
+        action="append",
+        default=[],
+        choices=CHECKLIST_ITEMS,
+        help="run only the scenarios of this checklist item (repeatable)",
+    )
     parser.addini(
         "guards_scenario_glob",
         "which files are scenarios: a glob on the path relative to rootdir ('**/' may match nothing)",
@@ -91,14 +121,46 @@ def pytest_configure(config: pytest.Config) -> None:
         except ConfigError as exc:
             raise pytest.UsageError(session.describe_error(exc)) from None
     target = option(config, "guards_target")
+    policy = config.stash[_POLICY_KEY] = _policy(config)
     config.stash[_VERDICT_KEY] = Verdict(
-        target=target or "in_process", config_source=str(path), strict=config.stash[_STRICT_KEY]
+        target=target or "in_process",
+        config_source=str(path),
+        strict=config.stash[_STRICT_KEY],
+        items=tuple(config.getoption("guards_item", default=None) or ()),
+        policy=policy,
     )
+    if option(config, "guards_checklist") and str(CHECKLIST_DIR) not in config.args:
+        config.args.append(str(CHECKLIST_DIR))
     config.stash[_NETWORK_KEY] = NetworkResources(
         option(config, "toxiproxy_url") or os.environ.get("TOXIPROXY_URL") or None,
         list(dict.fromkeys((config.rootpath, Path(config.invocation_params.dir), Path(__file__).resolve().parent.parent))),
         lambda: _config_under_test(config).model_names,
     )
+
+
+def _policy(config: pytest.Config) -> Policy:
+    """The shipped policy, with a team's (``--guards-policy``) replacing its bounds; a bad file stops the session."""
+    given = option(config, "guards_policy")
+    try:
+        policy = shipped_policy()
+        if given:
+            path = Path(given) if os.path.isabs(given) else Path(config.invocation_params.dir) / given
+            policy = policy.with_team(load_policy(path))
+    except PolicyError as exc:
+        raise pytest.UsageError("guards policy is invalid:\n" + "\n".join(f"  {i}" for i in exc.issues)) from None
+    return policy
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--guards-item``: keep only that item's scenarios (other tests are left alone)."""
+    wanted = config.getoption("guards_item", default=None)
+    if not wanted:
+        return
+    keep = [i for i in items if not isinstance(i, ScenarioItem) or i.scenario.checklist in wanted]
+    dropped = [i for i in items if i not in keep]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = keep
 
 
 def _config_under_test(config: pytest.Config) -> Config:
@@ -126,6 +188,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
         return None
     node: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
     node.base_config = _config_under_test(parent.config)
+    node.policy = parent.config.stash[_POLICY_KEY]
     node.target_url = option(parent.config, "guards_target") or None
     node.network = parent.config.stash[_NETWORK_KEY]
     node.seen_ids = parent.config.stash.setdefault(_IDS_KEY, {})

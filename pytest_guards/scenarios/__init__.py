@@ -12,6 +12,16 @@ from pytest_guards.scenarios._config_expr import ConfigExpression, ExpressionErr
 from pytest_guards.scenarios._expressions import MISSING, Judge, check, describe, lookup, show, substitute
 from pytest_guards.scenarios._items import InvalidScenarioItem, ScenarioFile, ScenarioItem
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
+from pytest_guards.scenarios._policy import (
+    CHECKLIST_DIR,
+    POLICY_FILE,
+    Bound,
+    Loosened,
+    Policy,
+    PolicyError,
+    load_policy,
+    shipped_policy,
+)
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
 from pytest_guards.scenarios._schema import (
     CHECKLIST_ITEMS,
@@ -26,7 +36,9 @@ from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, Networ
 from pytest_guards.scenarios._verdict import SAFE, UNSAFE, ScenarioResult, Verdict
 
 __all__ = [
+    "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
+    "POLICY_FILE",
     "MISSING",
     "OPERATORS",
     "REQUIREMENTS",
@@ -36,13 +48,17 @@ __all__ = [
     "TARGETS",
     "TOXIC_ATTRIBUTES",
     "UNSAFE",
+    "Bound",
     "ConfigExpression",
     "ExpressionError",
     "InProcessTarget",
     "InvalidScenarioItem",
     "Judge",
     "LiveTarget",
+    "Loosened",
     "NetworkTarget",
+    "Policy",
+    "PolicyError",
     "Problem",
     "Response",
     "Scenario",
@@ -56,11 +72,13 @@ __all__ = [
     "Verdict",
     "check",
     "describe",
+    "load_policy",
     "load_scenario",
     "lookup",
     "parse_expression",
     "resolve_scenario",
     "run_scenario",
+    "shipped_policy",
     "show",
     "substitute",
 ]

@@ -36,7 +36,8 @@ def _backoff(base: float, cap: float, retries: float) -> float:
     """The total wait of ``retries`` re-asks with exponential backoff: sum of min(base * 2**i, cap), no jitter."""
     if retries != int(retries) or not 0 <= retries <= _MAX_BACKOFF_STEPS:
         raise ExpressionError(f"backoff(): the number of re-asks is a whole number 0-{_MAX_BACKOFF_STEPS}")
-    return sum(min(base * 2**i, cap) for i in range(int(retries)))
+    total: float = sum(min(base * 2.0**i, cap) for i in range(int(retries)))
+    return total
 
 
 _FUNCTIONS: Final[Mapping[str, Callable[..., float]]] = {
@@ -89,6 +90,8 @@ class ConfigExpression:
             raise ExpressionError(f"{self.source}: division by zero") from None
         except OverflowError:
             raise ExpressionError(f"{self.source}: the result is too large") from None
+        if isinstance(result, bool) or not isinstance(result, (int, float)):
+            raise ExpressionError(f"{self.source}: the result is not a number")
         if isinstance(result, float) and not math.isfinite(result):
             raise ExpressionError(f"{self.source}: the result is not a finite number")
         return result

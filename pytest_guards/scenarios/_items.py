@@ -22,6 +22,7 @@ from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import open_harness
 from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario, resolve_scenario
+from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
 from pytest_guards.session import NetworkResources
@@ -36,6 +37,7 @@ class ScenarioFile(pytest.File):
     """A ``*.scenario.yaml`` file."""
 
     base_config: Config
+    policy: Policy | None = None
     target_url: str | None = None
     network: NetworkResources
 
@@ -154,7 +156,7 @@ class ScenarioItem(pytest.Item):
                     harness.mode_controller.set_mode(scenario.given_mode)
                 for model, script in scenario.given_llm.items():
                     llm.set(model, script)
-                await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed)
+                await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, policy=self._policy)
         finally:
             self.virtual_seconds = clock.elapsed
             llm.stop()
@@ -163,6 +165,11 @@ class ScenarioItem(pytest.Item):
             llm.check()
         except UnmatchedRequestError as exc:
             raise ScenarioFailure(scenario, None, [str(exc)]) from None
+
+    @property
+    def _policy(self) -> Policy | None:
+        parent = self.parent
+        return parent.policy if isinstance(parent, ScenarioFile) else None
 
     def _resolved(self, config: Config) -> Scenario:
         """The scenario with its ``${config:...}`` numbers taken from ``config``."""
@@ -202,7 +209,7 @@ class ScenarioItem(pytest.Item):
                     target = NetworkTarget(service.system, client, fake, per_model)
                     for model, spec in scenario.given_network.items():
                         target.network(model, spec)
-                    await run_scenario(scenario, target, clock_elapsed=target.elapsed)
+                    await run_scenario(scenario, target, clock_elapsed=target.elapsed, policy=self._policy)
         finally:
             self.virtual_seconds = time.monotonic() - started  # real seconds here: nothing is simulated
             proxies.close()

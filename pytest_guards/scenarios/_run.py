@@ -21,6 +21,7 @@ from fragrance_ai.yaml_positions import format_path
 from pytest_guards.metrics import MetricNotFoundError
 from pytest_guards.scenarios._expressions import MISSING, Judge, lookup
 from pytest_guards.scenarios._model import Scenario, Step
+from pytest_guards.scenarios._policy import Policy, shipped_policy
 from pytest_guards.scenarios._targets import Response, Target
 
 __all__ = ["ScenarioFailure", "run_scenario"]
@@ -57,13 +58,23 @@ class _Run:
     scenario: Scenario
     target: Target
     elapsed: Callable[[], float] | None
+    policy: Policy
 
 
-async def run_scenario(scenario: Scenario, target: Target, *, clock_elapsed: Callable[[], float] | None = None) -> None:
-    """Run every step; raises :class:`ScenarioFailure` at the first failing step."""
+async def run_scenario(
+    scenario: Scenario,
+    target: Target,
+    *,
+    clock_elapsed: Callable[[], float] | None = None,
+    policy: Policy | None = None,
+) -> None:
+    """Run every step; raises :class:`ScenarioFailure` at the first failing step.
+
+    ``policy`` is what ``expect: {policy: ITEM}`` checks the config against (default: the shipped one).
+    """
     state = _State()
     await target.prepare()
-    await _run_steps(_Run(scenario, target, clock_elapsed), scenario.steps, state)
+    await _run_steps(_Run(scenario, target, clock_elapsed, policy or shipped_policy()), scenario.steps, state)
 
 
 async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
@@ -232,6 +243,17 @@ async def _expect_config(want: Any, run: _Run, state: _State, judge: Judge) -> N
         judge(f"config {key}", spec, lookup(effective, key))
 
 
+async def _expect_policy(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    effective = run.target.config.to_dict()
+    bounds = run.policy.for_item(want)
+    if not bounds:
+        judge.fail(f"policy {want}: the policy ({', '.join(run.policy.sources)}) has no bound for this item")
+    for bound in bounds:
+        line = bound.judge(effective)
+        if line is not None:
+            judge.fail(line)
+
+
 async def _expect_calls(want: Any, run: _Run, state: _State, judge: Judge) -> None:
     for model, spec in want.items():
         judge(f"calls to {model}", spec, run.target.calls(model))
@@ -251,6 +273,7 @@ _EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable
     "response": _expect_response_block("response"),
     "metric": _expect_metric,
     "config": _expect_config,
+    "policy": _expect_policy,
     "calls": _expect_calls,
     "elapsed": _expect_elapsed,
 }

@@ -82,6 +82,8 @@ _EXPECT: Final = {
         "config": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         "calls": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         "elapsed": CHECK,
+        # every bound of this checklist item in the policy (policy.yaml, or a team's tighter one)
+        "policy": {"enum": list(CHECKLIST_ITEMS)},
     },
 }
 

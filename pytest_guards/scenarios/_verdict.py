@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
 __all__ = ["SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
@@ -45,8 +46,15 @@ class Verdict:
     results: list[ScenarioResult] = field(default_factory=list)
     target: str = "in_process"
     config_source: str = ""
-    #: count skipped scenarios against the verdict (``--guards-strict``); otherwise they are shown, not held against it
+    #: count skipped scenarios and a loosened policy against the verdict (``--guards-strict``); otherwise they are shown
     strict: bool = False
+    #: the checklist items this run verifies (``--guards-item``); empty: all four
+    items: tuple[str, ...] = ()
+    policy: Policy | None = None
+
+    @property
+    def checked_items(self) -> tuple[str, ...]:
+        return tuple(c for c in CHECKLIST_ITEMS if not self.items or c in self.items)
 
     def record(self, result: ScenarioResult) -> None:
         self.results = [r for r in self.results if not (r.id == result.id and r.file == result.file)]
@@ -73,7 +81,7 @@ class Verdict:
     def reasons(self) -> list[str]:
         """Why not safe (empty when safe)."""
         out = []
-        for checklist in CHECKLIST_ITEMS:
+        for checklist in self.checked_items:
             counts = self.item(checklist)
             if counts["failing"]:
                 out.append(f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
@@ -81,6 +89,8 @@ class Verdict:
                 out.append(f"{_TITLES[checklist]}: no scenario verified it")
         for bad in self.invalid_files:
             out.append(f"invalid scenario file {bad.file}")
+        if self.strict and self.policy is not None and self.policy.loosened:
+            out.append("the policy was loosened (--guards-strict holds it to the shipped bounds or tighter)")
         return out
 
     @property
@@ -89,11 +99,17 @@ class Verdict:
 
     @property
     def word(self) -> str:
-        return SAFE if self.safe else UNSAFE
+        if not self.safe:
+            return UNSAFE
+        return SAFE if len(self.checked_items) == len(CHECKLIST_ITEMS) else f"{SAFE} ({', '.join(self.checked_items)} only)"
 
     def lines(self) -> list[str]:
         out = [f"target: {self.target}" + (f"   config: {self.config_source}" if self.config_source else "")]
-        for checklist in CHECKLIST_ITEMS:
+        if self.policy is not None and len(self.policy.sources) > 1:
+            out.append("policy: " + " + ".join(self.policy.sources[1:]) + " over the shipped policy")
+        for loosened in self.policy.describe_loosened() if self.policy is not None else ():
+            out.append(f"⚠ policy loosened: {loosened}")
+        for checklist in self.checked_items:
             counts = self.item(checklist)
             mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
             line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
@@ -117,7 +133,8 @@ class Verdict:
             "target": self.target,
             "config": self.config_source,
             "reasons": self.reasons(),
-            "items": {c: self.item(c) for c in CHECKLIST_ITEMS},
+            "items": {c: self.item(c) for c in self.checked_items},
+            "policy": self.policy.to_dict() if self.policy is not None else None,
             "scenarios": [asdict(r) for r in self.results],
         }
 
