@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
+from fragrance_ai.constants import DEFAULT_MODE, LOOPBACK_HOST, MODES
 from fragrance_ai.yaml_positions import KeyPath, format_path, load_yaml_with_positions
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
 ]
 
 ENV_VAR: Final = "FRAGRANCE_AI_CONFIG"
-MODES: Final = ("creative", "balanced", "fast")
 BACKENDS: Final = ("simulated", "openai")
 _MODEL_NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
@@ -104,7 +104,7 @@ class ModeConfig:
 
 @dataclass(frozen=True, slots=True)
 class ModeControllerConfig:
-    initial_mode: str = "creative"
+    initial_mode: str = DEFAULT_MODE
     upshift_quiet_period: float = 300.0
 
 
@@ -591,7 +591,7 @@ def _build(
             base = ModelConfig(name, model_id=name)
             values = c.fields(spec, path, _MODEL_SPEC, base)
             if values["backend"] == "openai" and not values["base_url"]:
-                c.error((*path, "base_url"), "required when backend is openai (e.g. http://127.0.0.1:8000/v1)")
+                c.error((*path, "base_url"), f"required when backend is openai (e.g. http://{LOOPBACK_HOST}:8000/v1)")
             elif values["base_url"] and not _http_url(values["base_url"]):
                 c.error((*path, "base_url"), f"must be an http:// or https:// URL, found {values['base_url']!r}")
             models[name] = ModelConfig(name=name, **values)

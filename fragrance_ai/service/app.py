@@ -11,14 +11,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fragrance_ai import __version__
 from fragrance_ai.config_loader import Config
+from fragrance_ai.constants import Mode
 from fragrance_ai.llm.ensemble import NoModelAvailableError
 from fragrance_ai.llm.health_check import overall_status
 from fragrance_ai.metrics import CONTENT_TYPE
@@ -37,7 +39,7 @@ class BriefRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What the fragrance should be.")
-    mode: Literal["creative", "balanced", "fast"] | None = Field(
+    mode: Mode | None = Field(
         default=None, description="Service mode; the current (possibly downshifted) mode when omitted."
     )
 
@@ -83,7 +85,7 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
     app = FastAPI(
         title="fragrance-ai",
         summary="Fragrance briefs from LLMs behind production guards.",
-        version="0.1.0",
+        version=__version__,
         lifespan=lifespan,
     )
     app.state.system = guarded
