@@ -21,7 +21,7 @@ from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, mon
 from fragrance_ai.config_loader import Config, get_config
 from fragrance_ai.llm.backends import LLMBackend, build_backend
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
-from fragrance_ai.llm.ensemble import CachedBrief, LLMEnsemble
+from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
@@ -39,7 +39,7 @@ class GuardSystem:
     metrics: GuardMetrics
     mode_controller: ModeController
     breakers: LLMCircuitBreakerManager
-    cache: LRUCacheWithTTL[str, CachedBrief] | None
+    cache: LRUCacheWithTTL[str, BriefResult] | None
     guard: JSONHardGuard
     backends: dict[str, LLMBackend]
     ensemble: LLMEnsemble
@@ -71,7 +71,7 @@ class GuardSystem:
         mc = config.mode_controller
         mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
         breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
-        cache: LRUCacheWithTTL[str, CachedBrief] | None = None
+        cache: LRUCacheWithTTL[str, BriefResult] | None = None
         if config.cache.enabled:
             cache = LRUCacheWithTTL(
                 max_size=config.cache.max_size,
