@@ -16,7 +16,12 @@ from typing import TextIO
 
 import yaml
 
-from fragrance_ai.config_loader import Config, ConfigError, find_config_path, load_config
+from fragrance_ai.config_loader import (
+    Config,
+    ConfigError,
+    find_config_path,
+    load_config,
+)
 from fragrance_ai.constants import LOOPBACK_HOST
 
 __all__ = ["main"]

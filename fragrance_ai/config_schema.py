@@ -12,8 +12,8 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
 from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
 
 from fragrance_ai.constants import DEFAULT_MODE, MODES
 
@@ -229,7 +229,9 @@ class Config:
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str | None = None) -> Config:
         """A new config: ``overrides`` deep-merged onto this file's data, validated again."""
-        from fragrance_ai.config_loader import build_config  # the loader sits above this definition
+        from fragrance_ai.config_loader import (
+            build_config,  # the loader sits above this definition
+        )
 
         merged = deep_merge(copy.deepcopy(dict(self.raw)), overrides)
         return build_config(merged, {}, source or f"{self.source} (with overrides)")

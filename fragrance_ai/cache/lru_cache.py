@@ -24,6 +24,7 @@ from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar, overload
 from fragrance_ai import clock as _clock_module
 from fragrance_ai.cache._cleanup import Scheduler as _Scheduler
 from fragrance_ai.clock import Clock
+from fragrance_ai.config_schema import CacheConfig
 
 __all__ = ["Fetched", "LRUCacheWithTTL", "Loaded"]
 
@@ -32,6 +33,9 @@ V = TypeVar("V")
 T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
+
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = CacheConfig()
 
 #: "no entry" marker; ``None`` is a value a cache may legitimately hold
 _MISSING: Final[Any] = object()
@@ -73,9 +77,9 @@ class LRUCacheWithTTL(Generic[K, V]):
 
     def __init__(
         self,
-        max_size: int = 1000,
-        ttl_seconds: float = 600,
-        cleanup_interval: float = 60,
+        max_size: int = _DEFAULTS.max_size,
+        ttl_seconds: float = _DEFAULTS.ttl_seconds,
+        cleanup_interval: float = _DEFAULTS.cleanup_interval,
         clock: Clock | None = None,
         *,
         name: str = "cache",

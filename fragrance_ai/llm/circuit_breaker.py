@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
 
 from fragrance_ai.clock import Clock, monotonic
+from fragrance_ai.config_schema import BreakerSettings
 from fragrance_ai.llm.breaker_policy import (
     CLOSED,
     HALF_OPEN,
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
+
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = BreakerSettings()
 
 # outcomes of one guarded call, as _after_call sees them
 _SUCCESS: Final = 0
@@ -120,13 +124,13 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        failure_threshold: float = 0.5,
-        success_threshold: int = 5,
-        timeout: float = 60,
-        half_open_requests: int = 3,
+        failure_threshold: float = _DEFAULTS.failure_threshold,
+        success_threshold: int = _DEFAULTS.success_threshold,
+        timeout: float = _DEFAULTS.timeout,
+        half_open_requests: int = _DEFAULTS.half_open_requests,
         *,
-        window_size: int = 20,
-        minimum_calls: int = 10,
+        window_size: int = _DEFAULTS.window_size,
+        minimum_calls: int = _DEFAULTS.minimum_calls,
         model: str = "default",
         clock: Clock | None = None,
         is_failure: Callable[[BaseException], bool] | None = None,

@@ -48,8 +48,18 @@ from fragrance_ai.llm.guard_run import (
     feedback_for,
 )
 from fragrance_ai.llm.json_extract import Rejection, clip
-from fragrance_ai.llm.retry import RetryState, stop_after_attempt, stop_after_delay, wait_exponential_jitter
-from fragrance_ai.llm.strict_json import MAX_DEPTH_CEILING, CompiledSchema, compile_schema, judge
+from fragrance_ai.llm.retry import (
+    RetryState,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential_jitter,
+)
+from fragrance_ai.llm.strict_json import (
+    MAX_DEPTH_CEILING,
+    CompiledSchema,
+    compile_schema,
+    judge,
+)
 
 __all__ = [
     "REASONS",

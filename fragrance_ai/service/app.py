@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -60,10 +60,8 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
-    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
-    owned = system is None
-    guarded = system if system is not None else GuardSystem.build(config)
+def _lifespan(guarded: GuardSystem, owned: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the background health probe (when configured) for the app's life; close an owned system after."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -82,11 +80,34 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
             if owned:
                 await guarded.aclose()
 
+    return lifespan
+
+
+def _unknown_model(model: str, models: tuple[str, ...]) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={
+            "error": "invalid_request",
+            "detail": [
+                {
+                    "field": "query.model",
+                    "message": f"unknown model {model[:64]!r}; expected one of: {', '.join(models)}, all",
+                    "type": "unknown_model",
+                }
+            ],
+        },
+    )
+
+
+def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
+    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
+    owned = system is None
+    guarded = system if system is not None else GuardSystem.build(config)
     app = FastAPI(
         title="fragrance-ai",
         summary="Fragrance briefs from LLMs behind production guards.",
         version=__version__,
-        lifespan=lifespan,
+        lifespan=_lifespan(guarded, owned),
     )
     app.state.system = guarded
     models = guarded.config.model_names
@@ -109,19 +130,7 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
             results = await guarded.health_checker.check_all_models()
             return {"status": overall_status(results), "models": results}
         if model not in models:
-            return JSONResponse(
-                status_code=422,
-                content={
-                    "error": "invalid_request",
-                    "detail": [
-                        {
-                            "field": "query.model",
-                            "message": f"unknown model {model[:64]!r}; expected one of: {', '.join(models)}, all",
-                            "type": "unknown_model",
-                        }
-                    ],
-                },
-            )
+            return _unknown_model(model, models)
         result = await guarded.health_checker.check_model(model)
         if result["status"] != "healthy":
             return JSONResponse(status_code=503, content={**result, "detail": f"Model {model} is unhealthy"})

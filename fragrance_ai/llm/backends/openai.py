@@ -12,10 +12,11 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any, Final
 
 import httpx
 
+from fragrance_ai.config_schema import ModelConfig
 from fragrance_ai.llm.backends.base import (
     DETAIL_LIMIT,
     BackendClientError,
@@ -31,12 +32,12 @@ from fragrance_ai.llm.backends.base import (
     status_text,
 )
 
-if TYPE_CHECKING:
-    from fragrance_ai.config_loader import ModelConfig
-
 __all__ = ["OpenAICompatibleBackend"]
 
 logger = logging.getLogger(__name__)
+
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = ModelConfig("default")
 
 
 def _redacted(text: str, secret: str | None) -> str:
@@ -63,8 +64,8 @@ class OpenAICompatibleBackend:
         base_url: str,
         model_id: str,
         api_key_env: str | None = None,
-        timeout: float = 30.0,
-        connect_timeout: float = 5.0,
+        timeout: float = _DEFAULTS.timeout,
+        connect_timeout: float = _DEFAULTS.connect_timeout,
         client: httpx.AsyncClient | None = None,
         environ: Mapping[str, str] | None = None,
         wallclock: Callable[[], float] | None = None,
