@@ -16,7 +16,13 @@ from typing import TextIO
 
 import yaml
 
-from fragrance_ai.config_loader import Config, ConfigError, find_config_path, load_config
+from fragrance_ai.config_loader import (
+    Config,
+    ConfigError,
+    find_config_path,
+    load_config,
+)
+from fragrance_ai.constants import LOOPBACK_HOST
 
 __all__ = ["main"]
 
@@ -123,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the FastAPI service on uvicorn",
         description="Serve POST /v1/briefs, GET /health/llm, GET /health/guards and GET /metrics on uvicorn.",
     )
-    serve.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s)")
+    serve.add_argument("--host", default=LOOPBACK_HOST, help="interface to bind (default: %(default)s)")
     serve.add_argument("--port", type=_port, default=8000, help="TCP port (default: %(default)s)")
     serve.add_argument("--config", help="config file (default: the usual search order)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn log level (default: %(default)s)")

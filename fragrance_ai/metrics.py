@@ -14,7 +14,13 @@ import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -23,6 +29,8 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from fragrance_ai.constants import BRIEF_SOURCES, JSON_FAILURE_REASONS, MODES
+
 __all__ = ["GuardMetrics", "HEALTH_BUCKETS", "STATE_VALUES", "JSON_FAILURE_REASONS", "BRIEF_SOURCES", "CONTENT_TYPE"]
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
@@ -30,19 +38,8 @@ from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 #: ``circuit_breaker_state`` values, as the checklist defines them
 STATE_VALUES = {"closed": 0, "open": 1, "half_open": 2}
 
-#: every reason label of ``llm_json_parse_failures_total``, present from start-up
-JSON_FAILURE_REASONS = (
-    "invalid_json",
-    "duplicate_key",
-    "too_large",
-    "too_deep",
-    "no_json_found",
-    "schema_violation",
-    "regenerate_error",
-)
-
-#: every source label of ``llm_briefs_total``, present from start-up (the ensemble's ``BRIEF_SOURCES``)
-BRIEF_SOURCES = ("cache", "model", "fallback")
+# every reason label of ``llm_json_parse_failures_total`` and every source label of ``llm_briefs_total``
+# are present from start-up; both lists live in fragrance_ai.constants (re-exported here)
 
 #: health-check latency buckets reach well past any sane probe timeout (the client's default stops at 10 s)
 HEALTH_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 60.0, 120.0)
@@ -202,8 +199,8 @@ def _ensemble_metrics(ensemble: _Ensemble) -> Metric:
     by_source = dict(ensemble.briefs_snapshot())
     for source in BRIEF_SOURCES:
         briefs.add_metric([source], by_source.pop(source, 0))
-    for source, count in sorted(by_source.items()):
-        briefs.add_metric([source], count)
+    for other, count in sorted(by_source.items()):
+        briefs.add_metric([other], count)
     return briefs
 
 
@@ -215,7 +212,7 @@ class GuardMetrics:
         registry: CollectorRegistry | None = None,
         *,
         models: Sequence[str] = (),
-        modes: Sequence[str] = ("creative", "balanced", "fast"),
+        modes: Sequence[str] = MODES,
         health_buckets: Sequence[float] = HEALTH_BUCKETS,
     ) -> None:
         self.registry = registry if registry is not None else CollectorRegistry(auto_describe=True)

@@ -13,21 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import itertools
 import logging
-import math
 import os
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar, overload
+from typing import Any, Final, Generic, Literal, NamedTuple, TypeVar, overload
 
 from fragrance_ai import clock as _clock_module
+from fragrance_ai.cache._cleanup import Scheduler as _Scheduler
 from fragrance_ai.clock import Clock
+from fragrance_ai.config_schema import CacheConfig
 
-__all__ = ["LRUCacheWithTTL"]
+__all__ = ["Fetched", "LRUCacheWithTTL", "Loaded"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -35,12 +34,13 @@ T = TypeVar("T")
 
 _log = logging.getLogger(__name__)
 
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = CacheConfig()
+
 #: "no entry" marker; ``None`` is a value a cache may legitimately hold
 _MISSING: Final[Any] = object()
 #: a flight whose leader was interrupted (cancelled, KeyboardInterrupt): waiters try again themselves
 _RETRY: Final[Any] = object()
-#: the cleanup thread wakes at least this often, so a clock that jumps (or a VirtualClock) is noticed
-_MAX_WAIT: Final = 3600.0
 
 
 class LRUCacheWithTTL(Generic[K, V]):
@@ -77,9 +77,9 @@ class LRUCacheWithTTL(Generic[K, V]):
 
     def __init__(
         self,
-        max_size: int = 1000,
-        ttl_seconds: float = 600,
-        cleanup_interval: float = 60,
+        max_size: int = _DEFAULTS.max_size,
+        ttl_seconds: float = _DEFAULTS.ttl_seconds,
+        cleanup_interval: float = _DEFAULTS.cleanup_interval,
         clock: Clock | None = None,
         *,
         name: str = "cache",
@@ -284,16 +284,17 @@ class LRUCacheWithTTL(Generic[K, V]):
             flight = self._flights[key] = _Flight()
             return _MISSING, flight, True
 
-    def _land(self, key: K, flight: _Flight, value: Any) -> None:
-        """The leader's factory succeeded: cache the value, then release the waiters."""
-        self.set(key, value)
+    def _land(self, key: K, flight: _Flight, loaded: Loaded[Any]) -> None:
+        """The leader's loader returned: cache the value if it may be stored, then release the waiters."""
+        if loaded.store:
+            self.set(key, loaded.value)
         # only now drop the flight: a lookup in between finds the value, so nobody recomputes it
         with self._lock:
             del self._flights[key]
-        flight.future.set_result(value)
+        flight.future.set_result(loaded.value)
 
     def _crash(self, key: K, flight: _Flight, exc: BaseException) -> None:
-        """The leader's factory failed: cache nothing; waiters get the error, or retry if the leader was interrupted."""
+        """The leader's loader failed: cache nothing; waiters get the error, or retry if the leader was interrupted."""
         with self._lock:
             del self._flights[key]
         if isinstance(exc, Exception):
@@ -301,52 +302,93 @@ class LRUCacheWithTTL(Generic[K, V]):
         else:
             flight.future.set_result(_RETRY)
 
+    def get_or_load(self, key: K, loader: Callable[[], Loaded[T]]) -> Fetched[V | T]:
+        """The fresh value for ``key`` (``origin="hit"``), else ``loader()``'s value: once, however many threads miss together.
+
+        The loader returns :class:`Loaded` ``(value, store)``: every caller waiting on this key gets
+        ``value`` (``origin="joined"``; the one that ran the loader gets ``origin="loaded"``), and the cache
+        keeps it only when ``store`` is true, so an answer that must not be reused (a fallback) still
+        reaches every waiter without being cached. If the loader raises, every waiter gets that exception
+        and nothing is cached. The lock is never held while the loader runs.
+        """
+        while True:
+            value, flight, lead = self._lookup_or_join(key)
+            if flight is None:
+                return Fetched(value, "hit")
+            if lead:
+                try:
+                    loaded = loader()
+                except BaseException as exc:
+                    self._crash(key, flight, exc)
+                    raise
+                self._land(key, flight, loaded)
+                return Fetched(loaded.value, "loaded")
+            if flight.loop is not None and _running_loop() is flight.loop:
+                raise RuntimeError(
+                    f"get_or_set/get_or_load({key!r}) would block the event loop that is computing this key "
+                    "in aget_or_set/aget_or_load; call aget_or_set or aget_or_load from async code"
+                )
+            value = flight.future.result()
+            if value is not _RETRY:
+                return Fetched(value, "joined")
+
+    async def aget_or_load(
+        self, key: K, aloader: Callable[[], Awaitable[Loaded[T]]], *, detach: bool = False
+    ) -> Fetched[V | T]:
+        """Async twin of :meth:`get_or_load`: concurrent misses on ``key`` (tasks or threads) share one ``aloader()``.
+
+        By default the loader runs in the first caller's task, so cancelling that caller interrupts the load
+        and a waiter runs it again. ``detach=True`` runs it in a task of its own that every caller waits on
+        (shielded), so a caller that gives up cancels nothing for the others.
+        """
+        while True:
+            value, flight, lead = self._lookup_or_join(key)
+            if flight is None:
+                return Fetched(value, "hit")
+            if lead:
+                loop = flight.loop = asyncio.get_running_loop()
+                if detach:
+                    flight.task = loop.create_task(self._afly(key, flight, aloader))
+                else:
+                    try:
+                        loaded = await aloader()
+                    except BaseException as exc:
+                        self._crash(key, flight, exc)
+                        raise
+                    self._land(key, flight, loaded)
+                    return Fetched(loaded.value, "loaded")
+            # shield: a waiter being cancelled must not cancel the shared flight for everyone else
+            value = await asyncio.shield(asyncio.wrap_future(flight.future))
+            if value is not _RETRY:
+                return Fetched(value, "loaded" if lead else "joined")
+
+    async def _afly(self, key: K, flight: _Flight, aloader: Callable[[], Awaitable[Loaded[Any]]]) -> None:
+        """A detached flight: run the loader and settle the flight; the outcome travels through its future."""
+        try:
+            loaded = await aloader()
+        except BaseException as exc:  # handed to every waiter through the flight's future
+            self._crash(key, flight, exc)
+            if not isinstance(exc, Exception):
+                raise  # cancellation and interrupts still end the task
+            return
+        self._land(key, flight, loaded)
+
     def get_or_set(self, key: K, factory: Callable[[], V]) -> V:
         """Return the fresh value for ``key``, else make it with ``factory``: once, however many threads miss together.
 
         Concurrent callers for the same key wait for the first one's result; if the factory raises, every
         waiter gets that exception and nothing is cached. The lock is never held while the factory runs.
         """
-        while True:
-            value, flight, lead = self._lookup_or_join(key)
-            if flight is None:
-                return value  # type: ignore[no-any-return]
-            if lead:
-                try:
-                    value = factory()
-                except BaseException as exc:
-                    self._crash(key, flight, exc)
-                    raise
-                self._land(key, flight, value)
-                return value
-            if flight.loop is not None and _running_loop() is flight.loop:
-                raise RuntimeError(
-                    f"get_or_set({key!r}) would block the event loop that is computing this key in "
-                    "aget_or_set; call aget_or_set from async code"
-                )
-            value = flight.future.result()
-            if value is not _RETRY:
-                return value  # type: ignore[no-any-return]
+        return self.get_or_load(key, lambda: Loaded(factory())).value
 
     async def aget_or_set(self, key: K, afactory: Callable[[], Awaitable[V]]) -> V:
         """Async twin of ``get_or_set``: concurrent misses on ``key`` (tasks or threads) share one ``afactory()``."""
-        while True:
-            value, flight, lead = self._lookup_or_join(key)
-            if flight is None:
-                return value  # type: ignore[no-any-return]
-            if lead:
-                flight.loop = asyncio.get_running_loop()
-                try:
-                    value = await afactory()
-                except BaseException as exc:
-                    self._crash(key, flight, exc)
-                    raise
-                self._land(key, flight, value)
-                return value
-            # shield: a waiter being cancelled must not cancel the shared flight for everyone else
-            value = await asyncio.shield(asyncio.wrap_future(flight.future))
-            if value is not _RETRY:
-                return value  # type: ignore[no-any-return]
+
+        async def aload() -> Loaded[V]:
+            return Loaded(await afactory())
+
+        fetched = await self.aget_or_load(key, aload)
+        return fetched.value
 
     # -- introspection -------------------------------------------------------------------------------
 
@@ -379,16 +421,33 @@ class LRUCacheWithTTL(Generic[K, V]):
         )
 
 
-class _Flight:
-    """One in-progress factory call that concurrent misses on the same key wait for."""
+class Loaded(NamedTuple, Generic[T]):
+    """What a single-flight loader returns: the value for every waiter, and whether the cache may keep it."""
 
-    __slots__ = ("future", "loop")
+    value: T
+    store: bool = True
+
+
+class Fetched(NamedTuple, Generic[T]):
+    """What :meth:`LRUCacheWithTTL.get_or_load` returns: the value, and whether it was a ``hit``, ``loaded``
+    by this caller, or ``joined`` from another caller's load."""
+
+    value: T
+    origin: Literal["hit", "loaded", "joined"]
+
+
+class _Flight:
+    """One in-progress loader call that concurrent misses on the same key wait for."""
+
+    __slots__ = ("future", "loop", "task")
 
     def __init__(self) -> None:
         # a concurrent Future can be waited on by threads (result()) and by any event loop (wrap_future)
         self.future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         # the event loop of an async leader, so that a sync waiter on that same loop fails instead of deadlocking
         self.loop: asyncio.AbstractEventLoop | None = None
+        # a detached loader's task, held so that it is not garbage collected while it runs
+        self.task: asyncio.Task[None] | None = None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -401,101 +460,6 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
 def _check_positive(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise ValueError(f"{name} must be a number of seconds > 0, got {value!r}")
-
-
-class _Scheduler:
-    """One daemon thread that runs periodic cleanup for every cache in the process.
-
-    It holds caches only by weak reference (a dropped cache is collected and forgotten), waits on an
-    Event with a timeout taken from each cache's own clock and interval, and exits when no cache is
-    registered (the next registration starts it again).
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._caches: dict[int, weakref.ref[LRUCacheWithTTL[Any, Any]]] = {}
-        self._tokens = itertools.count(1)
-        self._thread: threading.Thread | None = None
-
-    def register(self, cache: LRUCacheWithTTL[Any, Any]) -> int:
-        # no weakref callback: it could run inside a GC pass while this thread holds _lock or the Event's
-        # lock and deadlock; dead references are pruned by the thread and by live_count() instead
-        with self._lock:
-            token = next(self._tokens)
-            self._caches[token] = weakref.ref(cache)
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="fragrance-ai-cache-cleanup", daemon=True)
-                self._thread.start()
-        self._wake.set()
-        return token
-
-    def unregister(self, token: int) -> None:
-        with self._lock:
-            self._caches.pop(token, None)
-        self._wake.set()
-
-    def wake(self) -> None:
-        """Make the thread re-check now (after a close, or to notice caches that were garbage collected)."""
-        self._wake.set()
-
-    def live_count(self) -> int:
-        """How many registered caches are still alive (forgets the dead ones)."""
-        with self._lock:
-            return len(self._live_refs_locked())
-
-    @property
-    def thread(self) -> threading.Thread | None:
-        return self._thread
-
-    def _live_refs_locked(self) -> list[weakref.ref[LRUCacheWithTTL[Any, Any]]]:
-        dead = [token for token, ref in self._caches.items() if ref() is None]
-        for token in dead:
-            del self._caches[token]
-        return list(self._caches.values())
-
-    def run_once(self) -> float | None:
-        """One pass: clean every due cache; return how long to wait, or None when no cache is left."""
-        with self._lock:
-            refs = self._live_refs_locked()
-            if not refs:
-                return None
-            # cleared while holding _lock: a register/unregister after this point sets it again, so no wake is lost
-            self._wake.clear()
-        timeout = _MAX_WAIT
-        for ref in refs:
-            cache = ref()
-            if cache is None:
-                continue
-            try:
-                timeout = min(timeout, cache._periodic_cleanup())
-            except Exception:  # a broken clock in one cache must not stop cleanup for the others
-                _log.exception("periodic cleanup of cache %r failed", cache.name)
-                timeout = min(timeout, cache.cleanup_interval)
-            del cache  # hold no strong reference while waiting
-        return max(0.0, timeout) if not math.isnan(timeout) else _MAX_WAIT
-
-    def _run(self) -> None:
-        while True:
-            with self._lock:
-                if not self._live_refs_locked():
-                    # decided under the lock, so a concurrent register() sees _thread None and starts a new one
-                    self._thread = None
-                    return
-            timeout = self.run_once()
-            if timeout is None:
-                continue  # re-check under the lock above before exiting
-            self._wake.wait(timeout)
-
-    def _after_fork_in_child(self) -> None:
-        # the thread does not survive fork(); locks may have been held by threads that no longer exist
-        self._lock = threading.Lock()
-        self._wake = threading.Event()
-        self._thread = None
-        if self._caches:
-            with self._lock:
-                self._thread = threading.Thread(target=self._run, name="fragrance-ai-cache-cleanup", daemon=True)
-                self._thread.start()
 
 
 _scheduler = _Scheduler()

@@ -20,6 +20,15 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
 
 from fragrance_ai.clock import Clock, monotonic
+from fragrance_ai.config_schema import BreakerSettings
+from fragrance_ai.llm.breaker_policy import (
+    CLOSED,
+    HALF_OPEN,
+    OPEN,
+    CircuitBreakerOpenError,
+    FailureRateWindow,
+    default_is_failure,
+)
 from fragrance_ai.llm.mode_controller import ModeController
 
 if TYPE_CHECKING:
@@ -41,9 +50,9 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 T = TypeVar("T")
 
-CLOSED: Final = "closed"
-OPEN: Final = "open"
-HALF_OPEN: Final = "half_open"
+
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = BreakerSettings()
 
 # outcomes of one guarded call, as _after_call sees them
 _SUCCESS: Final = 0
@@ -52,77 +61,6 @@ _IGNORED: Final = 2  # neither: an exception is_failure rejected, or cancellatio
 
 #: called as ``listener(breaker, old_state, new_state)`` after every transition, outside the breaker's lock
 BreakerListener = Callable[["CircuitBreaker", str, str], None]
-
-
-class CircuitBreakerOpenError(Exception):
-    """A call was rejected without being made: the model's breaker is open (or half-open and full)."""
-
-    def __init__(self, model: str, retry_after: float, state: str = OPEN, detail: str = "") -> None:
-        super().__init__(model, retry_after)
-        self.model = model
-        #: seconds until the breaker will admit a trial call again (0 when only the half-open slots are busy)
-        self.retry_after = retry_after
-        self.state = state
-        self.detail = detail
-
-    def __str__(self) -> str:
-        # built on demand: rejections are frequent while open, and most are never printed
-        detail = f": {self.detail}" if self.detail else ""
-        return (
-            f"circuit breaker for model {self.model!r} is {self.state.replace('_', '-')}{detail}; "
-            f"call not made, retry after {self.retry_after:.1f}s"
-        )
-
-
-class FailureRateWindow:
-    """The outcomes (failed or not) of the last ``size`` calls in a fixed ring, with a running failure count.
-
-    ``record`` is O(1): the oldest outcome drops out as the newest comes in.
-    """
-
-    __slots__ = ("size", "_ring", "_next", "count", "failures")
-
-    def __init__(self, size: int) -> None:
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(f"window size must be an int >= 1; got {size!r}")
-        self.size: Final = size
-        self._ring = [False] * size
-        self._next = 0
-        #: outcomes currently in the window (<= size)
-        self.count = 0
-        #: failures currently in the window
-        self.failures = 0
-
-    def record(self, failed: bool) -> None:
-        """Add one outcome, dropping the oldest once the window is full."""
-        i = self._next
-        if self.count == self.size:
-            if self._ring[i]:
-                self.failures -= 1
-        else:
-            self.count += 1
-        self._ring[i] = failed
-        if failed:
-            self.failures += 1
-        i += 1
-        self._next = 0 if i == self.size else i
-
-    @property
-    def rate(self) -> float:
-        """Failures / outcomes in the window (0.0 when empty)."""
-        return self.failures / self.count if self.count else 0.0
-
-    def reset(self) -> None:
-        """Forget every outcome."""
-        self._ring = [False] * self.size
-        self._next = self.count = self.failures = 0
-
-    def __repr__(self) -> str:
-        return f"FailureRateWindow(size={self.size}, count={self.count}, failures={self.failures})"
-
-
-def _default_is_failure(exc: BaseException) -> bool:
-    return True
 
 
 def _check_int(name: str, value: object) -> int:
@@ -186,13 +124,13 @@ class CircuitBreaker:
 
     def __init__(
         self,
-        failure_threshold: float = 0.5,
-        success_threshold: int = 5,
-        timeout: float = 60,
-        half_open_requests: int = 3,
+        failure_threshold: float = _DEFAULTS.failure_threshold,
+        success_threshold: int = _DEFAULTS.success_threshold,
+        timeout: float = _DEFAULTS.timeout,
+        half_open_requests: int = _DEFAULTS.half_open_requests,
         *,
-        window_size: int = 20,
-        minimum_calls: int = 10,
+        window_size: int = _DEFAULTS.window_size,
+        minimum_calls: int = _DEFAULTS.minimum_calls,
         model: str = "default",
         clock: Clock | None = None,
         is_failure: Callable[[BaseException], bool] | None = None,
@@ -224,7 +162,7 @@ class CircuitBreaker:
         self.window_size = window_size
         self.minimum_calls = minimum_calls
         self.enabled = enabled
-        self.is_failure: Callable[[BaseException], bool] = is_failure or _default_is_failure
+        self.is_failure: Callable[[BaseException], bool] = is_failure or default_is_failure
         self.requests_total = 0
         self.failures_total = 0
         self.rejected_total = 0

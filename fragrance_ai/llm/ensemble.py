@@ -2,7 +2,9 @@
 
 :class:`LLMEnsemble` is handed its shared state (backends, breaker manager, cache, guard); it never
 builds a second breaker manager or mode controller. It caches only answers a model gave and the
-guard validated, never a fallback. It must not know about HTTP or FastAPI.
+guard validated, never a fallback (the cache's single flight hands a fallback to every waiter without
+storing it). It owns each model's re-ask loop, so a failed call ends that model's turn as a plain
+return. It must not know about HTTP or FastAPI.
 
 It counts the briefs it serves by source in ``briefs_total`` (plain ints under a small lock; the
 metrics collector reads :meth:`LLMEnsemble.briefs_snapshot` at scrape time): it never calls
@@ -13,27 +15,30 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+from fragrance_ai.cache.lru_cache import Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.config_loader import Config
-from fragrance_ai.llm.backends import CompletionRequest, LLMBackend, error_kind
-from fragrance_ai.llm.circuit_breaker import CircuitBreakerOpenError, LLMCircuitBreakerManager
-from fragrance_ai.llm.guards import GuardResult, JSONGuardError, JSONHardGuard
+from fragrance_ai.constants import BRIEF_SOURCES, SKIPPED_OPEN, Source
+from fragrance_ai.llm.backends import CompletionRequest, LLMBackend
+from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
+from fragrance_ai.llm.failures import failure_reason
+from fragrance_ai.llm.guards import GuardResult, JSONHardGuard
 
 __all__ = [
     "BRIEF_SOURCES",
     "BriefResult",
-    "CachedBrief",
     "LLMEnsemble",
     "ModelAttempt",
     "NoModelAvailableError",
     "SYSTEM_PROMPT",
+    "Source",
 ]
 
 logger = logging.getLogger(__name__)
@@ -45,10 +50,6 @@ SYSTEM_PROMPT = (
     'musky), "intensity" (integer 0-100), "longevity" ("short", "medium" or "long").'
 )
 
-Source = Literal["cache", "model", "fallback"]
-
-#: every ``source`` of a brief, the keys of :attr:`LLMEnsemble.briefs_total`
-BRIEF_SOURCES: tuple[Source, ...] = ("cache", "model", "fallback")
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,22 +83,6 @@ class BriefResult:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class CachedBrief:
-    """What the cache holds for a prompt: a validated model answer and the model that gave it."""
-
-    brief: dict[str, Any]
-    model: str
-
-
-class _Uncacheable(Exception):
-    """Carries a fallback result out of the cache's single flight without caching it."""
-
-    def __init__(self, result: BriefResult) -> None:
-        super().__init__("fallback results are not cached")
-        self.result = result
-
-
 class NoModelAvailableError(RuntimeError):
     """Every model failed and the fallback is disabled."""
 
@@ -128,7 +113,7 @@ class LLMEnsemble:
         breakers: LLMCircuitBreakerManager,
         guard: JSONHardGuard,
         schema: Mapping[str, Any],
-        cache: LRUCacheWithTTL[str, CachedBrief] | None = None,
+        cache: LRUCacheWithTTL[str, BriefResult] | None = None,
         atimeout: AsyncTimeoutFn = asyncio.timeout,
     ) -> None:
         missing = [m for m in config.model_names if m not in backends]
@@ -203,29 +188,24 @@ class LLMEnsemble:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(self.config.modes)}")
         if self.cache is None:
             return await self._from_models(prompt, mode)
-        # Single flight: concurrent misses on one prompt share one pass over the models. Only the
-        # caller whose factory ran (the leader) holds the full result; a fallback is carried out of
-        # the flight by an exception, so it is never cached.
-        led: list[BriefResult] = []
 
-        async def from_models() -> CachedBrief:
+        # Single flight: concurrent misses on one prompt share one pass over the models. Every caller
+        # gets the loaded result; the cache keeps it only when a model gave it (never a fallback).
+        async def load() -> Loaded[BriefResult]:
             result = await self._from_models(prompt, mode)
-            led.append(result)
-            if result.source != "model" or result.model is None:
-                raise _Uncacheable(result)
-            return CachedBrief(copy.deepcopy(result.brief), result.model)
+            return Loaded(result, store=result.source == "model" and result.model is not None)
 
-        try:
-            cached = await self.cache.aget_or_set(self.cache_key(prompt, mode), from_models)
-        except _Uncacheable as exc:
-            if led:
-                return exc.result
+        fetched = await self.cache.aget_or_load(self.cache_key(prompt, mode), load)
+        shared = fetched.value
+        if fetched.origin == "loaded":
+            if shared.source != "model":
+                return shared  # a fallback: only this caller holds it
+            # the cache holds the result itself: the caller gets its own copy of the brief to change
+            return dataclasses.replace(shared, brief=copy.deepcopy(shared.brief))
+        if shared.source != "model":
             # a waiter: every model failed for the leader too; its own fallback copy, counted
-            brief = self.guard.fallback(self.schema)
-            return BriefResult(brief, "fallback", None, mode, 0, exc.result.tried)
-        if led:
-            return led[0]
-        return BriefResult(copy.deepcopy(cached.brief), "cache", cached.model, mode, 0)
+            return BriefResult(self.guard.fallback(self.schema), "fallback", None, mode, 0, shared.tried)
+        return BriefResult(copy.deepcopy(shared.brief), "cache", shared.model, mode, 0)
 
     async def _from_models(self, prompt: str, mode: str) -> BriefResult:
         """The mode's models in order, skipping open breakers; the fallback when none answers."""
@@ -234,7 +214,7 @@ class LLMEnsemble:
         request = self.request_for(prompt, mode)
         for model in self.config.modes[mode].models:
             if not self.breakers.is_available(model):
-                tried.append(ModelAttempt(model, "skipped_open"))
+                tried.append(ModelAttempt(model, SKIPPED_OPEN))
                 continue
             outcome, result, judged = await self._try_model(model, request)
             answers += judged
@@ -249,65 +229,47 @@ class LLMEnsemble:
     async def _try_model(self, model: str, request: CompletionRequest) -> tuple[str, GuardResult | None, int]:
         """Ask one model (through its breaker) and guard its answer, re-asking with the reason on rejection.
 
-        Returns ``(outcome, result or None, answers judged)``. Any failure of the call itself (transport,
-        timeout, open breaker, a backend bug) ends this model's turn at once, even during a re-ask:
-        backing off and re-asking a server that just failed only delays the next model.
+        Returns ``(outcome, result or None, answers judged)``. This method owns the re-ask loop (a
+        :class:`~fragrance_ai.llm.guard_run.GuardRun`), so any failure of the call itself (transport,
+        timeout, open breaker, a backend bug) ends this model's turn at once, as a plain return, even
+        during a re-ask: backing off and re-asking a server that just failed only delays the next model.
         """
         breaker = self.breakers.breakers[model]
+        outcome, text = await self._call(model, breaker, request)
+        if text is None:
+            return outcome, None, 0
+        answers, conversation = 1, request
+        with self.guard.start(self.schema, can_reask=True, use_fallback=False) as run:
+            verdict = run.judge(text)
+            while not verdict.done:
+                await run.asleep(verdict.delay)
+                # the re-ask carries the rejected answer and why it was rejected
+                conversation = conversation.with_feedback(text, run.begin_reask())
+                outcome, reply = await self._call(model, breaker, conversation)
+                if reply is None:
+                    return outcome, None, answers
+                answers, text = answers + 1, reply
+                verdict = run.judge(text)
+            if verdict.result is None:
+                return "invalid_response", None, answers
+            return "ok", verdict.result, verdict.result.attempts
+
+    async def _call(self, model: str, breaker: CircuitBreaker, request: CompletionRequest) -> tuple[str, str | None]:
+        """One call through the breaker: ``("ok", text)``, or ``(outcome code, None)`` when it failed."""
         backend = self.backends[model]
         limit = self.config.llm.models[model].timeout
-        conversation, previous, answers = request, "", 0
 
         async def ask(req: CompletionRequest) -> str:
             async with self._atimeout(limit):
                 response = await backend.complete(req)
             return response.text
 
-        async def call(req: CompletionRequest) -> str:
-            nonlocal answers
-            try:
-                text = await breaker.acall(ask, req)
-            except AssertionError:
-                raise  # a test double's complaint (respx: unmatched request) must reach the test
-            except Exception as exc:  # noqa: BLE001 - every failure is an outcome code; the text stays in the log
-                raise _TurnOver(self._failure(model, exc)) from exc
-            answers += 1
-            return text
-
-        async def regenerate(feedback: str) -> str:
-            # the re-ask carries the rejected answer and why it was rejected
-            nonlocal conversation, previous
-            conversation = conversation.with_feedback(previous, feedback)
-            previous = await call(conversation)
-            return previous
-
         try:
-            previous = await call(request)
-            result = await self.guard.aguard(previous, self.schema, regenerate=regenerate, use_fallback=False)
-        except _TurnOver as over:
-            return over.outcome, None, answers
-        except JSONGuardError:
-            return "invalid_response", None, answers
-        return "ok", result, result.attempts
-
-    @staticmethod
-    def _failure(model: str, exc: Exception) -> str:
-        """The outcome code of a failed call; an unexpected exception is logged with its traceback."""
-        if isinstance(exc, CircuitBreakerOpenError):
-            return "circuit_open"
-        kind = error_kind(exc)
-        if kind == "error":
-            logger.error("model %s failed unexpectedly; trying the next model", model, exc_info=exc)
-        return kind
-
-
-class _TurnOver(BaseException):
-    """Ends one model's turn from inside the JSON guard's re-ask loop.
-
-    A BaseException so that the guard does not take a failed call for a rejected answer (it would
-    back off and re-ask the failing server); caught in :meth:`LLMEnsemble._try_model`.
-    """
-
-    def __init__(self, outcome: str) -> None:
-        super().__init__(outcome)
-        self.outcome = outcome
+            return "ok", await breaker.acall(ask, request)
+        except AssertionError:
+            raise  # a test double's complaint (respx: unmatched request) must reach the test
+        except Exception as exc:  # noqa: BLE001 - every failure is an outcome code; the text stays in the log
+            outcome = failure_reason(exc)
+            if outcome == "error":
+                logger.error("model %s failed unexpectedly; trying the next model", model, exc_info=exc)
+            return outcome, None

@@ -3,21 +3,23 @@
 :class:`LLMHealthChecker` reads the service's live, shared breaker manager (an open breaker reports
 ``circuit_breaker_open`` without spending an inference), runs one test inference per model with the
 timeout enforced by cancellation, checks every model concurrently, and reuses a result for a few
-seconds so that frequent probes do not each cost an inference. Results carry fixed reason codes only:
-exception text, URLs and keys never leave this module.
+seconds so that frequent probes do not each cost an inference. Sharing and reuse are the cache's single
+flight and TTL (an :class:`~fragrance_ai.cache.lru_cache.LRUCacheWithTTL` of results on the injected
+clock), not a second implementation. Results carry fixed reason codes only (classified by
+:func:`~fragrance_ai.llm.failures.failure_reason`): exception text, URLs and keys never leave this module.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 from typing import TYPE_CHECKING, Any, Final
 
+from fragrance_ai.cache.lru_cache import Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, monotonic
-from fragrance_ai.llm.backends import BackendError, error_kind
+from fragrance_ai.constants import CIRCUIT_BREAKER_OPEN, HEALTH_REASONS
 from fragrance_ai.llm.circuit_breaker import CLOSED, OPEN, LLMCircuitBreakerManager
-from fragrance_ai.llm.guards import JSONGuardError
+from fragrance_ai.llm.failures import failure_reason
 
 if TYPE_CHECKING:
     from fragrance_ai.llm.ensemble import LLMEnsemble
@@ -28,7 +30,7 @@ __all__ = ["LLMHealthChecker", "REASONS", "overall_status"]
 logger = logging.getLogger(__name__)
 
 #: every reason an unhealthy result can carry
-REASONS: Final = ("circuit_breaker_open", "timeout", "invalid_response", "connection_error", "http_error", "error")
+REASONS: Final = HEALTH_REASONS
 
 
 def overall_status(results: dict[str, dict[str, Any]]) -> str:
@@ -65,8 +67,15 @@ class LLMHealthChecker:
         self._clock: Clock = clock if clock is not None else monotonic
         self._atimeout = atimeout
         self._metrics = metrics
-        self._results: dict[str, tuple[float, dict[str, Any]]] = {}
-        self._inflight: dict[str, asyncio.Task[dict[str, Any]]] = {}
+        # fresh results by model; its single flight shares one check among concurrent probes. With
+        # cache_seconds 0 nothing is stored (the TTL must still be > 0: any value will do)
+        self._results: LRUCacheWithTTL[str, dict[str, Any]] = LRUCacheWithTTL(
+            max_size=max(1, len(self.models)),
+            ttl_seconds=self.cache_seconds or 1.0,
+            clock=self._clock,
+            name="health_results",
+            start_cleanup=False,
+        )
         #: test inferences actually run (cached and shared probes do not add to it)
         self.inferences_total = 0
 
@@ -79,23 +88,18 @@ class LLMHealthChecker:
             result = {
                 "model": model,
                 "status": "unhealthy",
-                "reason": "circuit_breaker_open",
+                "reason": CIRCUIT_BREAKER_OPEN,
                 "circuit_state": OPEN,
                 "retry_after_s": round(breaker.retry_after(), 3),
             }
             self._record(model, result, None)
             return result
-        cached = self._results.get(model)
-        if cached is not None and self._clock() - cached[0] < self.cache_seconds:
+        # detach: a probe that gives up must not cancel the check other probes are waiting for
+        fetched = await self._results.aget_or_load(model, lambda: self._load(model), detach=True)
+        if fetched.origin == "hit":
             # the inference result may be reused; the breaker state is live and read again
-            return {**cached[1], "circuit_state": breaker.state if breaker is not None else CLOSED}
-        task = self._inflight.get(model)
-        if task is None or task.done():
-            task = asyncio.ensure_future(self._run_check(model))
-            self._inflight[model] = task
-            task.add_done_callback(functools.partial(self._forget, model))
-        # shield: a probe that gives up must not cancel the check other probes are waiting for
-        return dict(await asyncio.shield(task))
+            return {**fetched.value, "circuit_state": breaker.state if breaker is not None else CLOSED}
+        return dict(fetched.value)
 
     async def probe_forever(self, interval: float, asleep: AsyncSleepFn = asyncio.sleep) -> None:
         """Check every model each ``interval`` seconds until cancelled (the service's background probe).
@@ -118,9 +122,9 @@ class LLMHealthChecker:
         results = await asyncio.gather(*(self.check_model(m) for m in self.models))
         return dict(zip(self.models, results, strict=True))
 
-    def _forget(self, model: str, task: asyncio.Task[dict[str, Any]]) -> None:
-        if self._inflight.get(model) is task:
-            del self._inflight[model]
+    async def _load(self, model: str) -> Loaded[dict[str, Any]]:
+        result = await self._run_check(model)
+        return Loaded(result, store=self.cache_seconds > 0)
 
     async def _run_check(self, model: str) -> dict[str, Any]:
         self.inferences_total += 1
@@ -132,17 +136,12 @@ class LLMHealthChecker:
                 brief = await self.ensemble.generate_single(self.prompt, model, timeout=self.timeout)
             if not brief:
                 reason = "invalid_response"
-        except TimeoutError:
-            reason = "timeout"
-        except JSONGuardError:
-            reason = "invalid_response"
-        except BackendError as exc:
-            reason = error_kind(exc)
         except AssertionError:
             raise  # a test double's complaint (respx: unmatched request) must reach the test
-        except Exception:  # noqa: BLE001 - any other fault is an unhealthy model, never a 500
-            logger.exception("health check of %s failed unexpectedly", model)
-            reason = "error"
+        except Exception as exc:  # noqa: BLE001 - any fault is an unhealthy model, never a 500
+            reason = failure_reason(exc)
+            if reason == "error":
+                logger.error("health check of %s failed unexpectedly", model, exc_info=exc)
         elapsed = max(0.0, self._clock() - started)
         breaker = self.circuit_breaker_manager.get_breaker(model)
         result: dict[str, Any] = {"model": model, "status": "healthy" if reason is None else "unhealthy"}
@@ -151,8 +150,6 @@ class LLMHealthChecker:
         result["latency_ms"] = int(elapsed * 1000)
         result["circuit_state"] = breaker.state if breaker is not None else CLOSED
         self._record(model, result, elapsed)
-        if self.cache_seconds > 0:
-            self._results[model] = (self._clock(), dict(result))
         return result
 
     def _record(self, model: str, result: dict[str, Any], elapsed: float | None) -> None:

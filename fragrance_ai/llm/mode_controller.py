@@ -16,14 +16,17 @@ from collections.abc import Callable, Iterable
 from typing import Final
 
 from fragrance_ai.clock import Clock, monotonic
+from fragrance_ai.config_schema import ModeControllerConfig
+from fragrance_ai.constants import MODES
 
 __all__ = ["MODES", "ModeController", "ModeListener"]
 
 logger = logging.getLogger(__name__)
 
-#: the modes from most capable (and most fragile) to most stable; a downshift moves one step right
-MODES: Final = ("creative", "balanced", "fast")
-_INDEX: Final = {mode: i for i, mode in enumerate(MODES)}
+_INDEX: Final[dict[str, int]] = {mode: i for i, mode in enumerate(MODES)}
+
+#: the constructor's defaults are the config's defaults: one place
+_DEFAULTS: Final = ModeControllerConfig()
 
 #: called as ``listener(old_mode, new_mode)`` after every mode change, outside the controller's lock
 ModeListener = Callable[[str, str], None]
@@ -47,9 +50,9 @@ class ModeController:
 
     def __init__(
         self,
-        initial_mode: str = "creative",
+        initial_mode: str = _DEFAULTS.initial_mode,
         *,
-        upshift_quiet_period: float = 300.0,
+        upshift_quiet_period: float = _DEFAULTS.upshift_quiet_period,
         clock: Clock | None = None,
         listeners: Iterable[ModeListener] = (),
     ) -> None:

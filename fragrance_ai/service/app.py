@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any, Literal
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from fragrance_ai import __version__
 from fragrance_ai.config_loader import Config
+from fragrance_ai.constants import Mode
 from fragrance_ai.llm.ensemble import NoModelAvailableError
 from fragrance_ai.llm.health_check import overall_status
 from fragrance_ai.metrics import CONTENT_TYPE
@@ -37,7 +39,7 @@ class BriefRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     prompt: str = Field(min_length=1, max_length=MAX_PROMPT_CHARS, description="What the fragrance should be.")
-    mode: Literal["creative", "balanced", "fast"] | None = Field(
+    mode: Mode | None = Field(
         default=None, description="Service mode; the current (possibly downshifted) mode when omitted."
     )
 
@@ -58,10 +60,8 @@ def _clean_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
-def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
-    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
-    owned = system is None
-    guarded = system if system is not None else GuardSystem.build(config)
+def _lifespan(guarded: GuardSystem, owned: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """Start the background health probe (when configured) for the app's life; close an owned system after."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -80,11 +80,34 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
             if owned:
                 await guarded.aclose()
 
+    return lifespan
+
+
+def _unknown_model(model: str, models: tuple[str, ...]) -> JSONResponse:
+    return JSONResponse(
+        status_code=422,
+        content={
+            "error": "invalid_request",
+            "detail": [
+                {
+                    "field": "query.model",
+                    "message": f"unknown model {model[:64]!r}; expected one of: {', '.join(models)}, all",
+                    "type": "unknown_model",
+                }
+            ],
+        },
+    )
+
+
+def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
+    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
+    owned = system is None
+    guarded = system if system is not None else GuardSystem.build(config)
     app = FastAPI(
         title="fragrance-ai",
         summary="Fragrance briefs from LLMs behind production guards.",
-        version="0.1.0",
-        lifespan=lifespan,
+        version=__version__,
+        lifespan=_lifespan(guarded, owned),
     )
     app.state.system = guarded
     models = guarded.config.model_names
@@ -107,19 +130,7 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
             results = await guarded.health_checker.check_all_models()
             return {"status": overall_status(results), "models": results}
         if model not in models:
-            return JSONResponse(
-                status_code=422,
-                content={
-                    "error": "invalid_request",
-                    "detail": [
-                        {
-                            "field": "query.model",
-                            "message": f"unknown model {model[:64]!r}; expected one of: {', '.join(models)}, all",
-                            "type": "unknown_model",
-                        }
-                    ],
-                },
-            )
+            return _unknown_model(model, models)
         result = await guarded.health_checker.check_model(model)
         if result["status"] != "healthy":
             return JSONResponse(status_code=503, content={**result, "detail": f"Model {model} is unhealthy"})

@@ -11,7 +11,7 @@ import asyncio
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -21,7 +21,7 @@ from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, mon
 from fragrance_ai.config_loader import Config, get_config
 from fragrance_ai.llm.backends import LLMBackend, build_backend
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
-from fragrance_ai.llm.ensemble import CachedBrief, LLMEnsemble
+from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
@@ -39,7 +39,7 @@ class GuardSystem:
     metrics: GuardMetrics
     mode_controller: ModeController
     breakers: LLMCircuitBreakerManager
-    cache: LRUCacheWithTTL[str, CachedBrief] | None
+    cache: LRUCacheWithTTL[str, BriefResult] | None
     guard: JSONHardGuard
     backends: dict[str, LLMBackend]
     ensemble: LLMEnsemble
@@ -71,7 +71,7 @@ class GuardSystem:
         mc = config.mode_controller
         mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
         breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
-        cache: LRUCacheWithTTL[str, CachedBrief] | None = None
+        cache: LRUCacheWithTTL[str, BriefResult] | None = None
         if config.cache.enabled:
             cache = LRUCacheWithTTL(
                 max_size=config.cache.max_size,
@@ -134,62 +134,37 @@ class GuardSystem:
         )
 
     def guard_settings(self) -> dict[str, Any]:
-        """What a remote pre-promotion check needs to see: effective guard settings and live states, no secrets."""
-        config = self.config
-        jg = config.json_guard
-        cb = config.circuit_breaker
+        """What a remote pre-promotion check needs to see: effective guard settings and live states, no secrets.
+
+        The settings are a selection of ``config.to_dict(redact=True)`` (the one serialisation of a config)
+        next to the live breaker states, mode and cache stats.
+        """
+        settings = self.config.to_dict(redact=True)
+        cb = settings["circuit_breaker"]
         return {
             # which backend serves each model; never its base_url (it may carry credentials) or key
-            "models": {
-                name: {"backend": m.backend, "model_id": m.model_id, "timeout": m.timeout}
-                for name, m in config.llm.models.items()
-            },
-            "json_guard": {
-                "enabled": jg.enabled,
-                "max_retries": jg.max_retries,
-                "backoff_base": jg.backoff_base,
-                "jitter": jg.jitter,
-                "backoff_max": jg.backoff_max,
-                "deadline": jg.deadline,
-                "fallback_enabled": jg.fallback_enabled,
-                "strict_schema": jg.strict_schema,
-            },
+            "models": {name: _pick(m, _MODEL_KEYS) for name, m in settings["llm"]["models"].items()},
+            "json_guard": _pick(settings["json_guard"], _JSON_GUARD_KEYS),
             "circuit_breaker": {
-                "enabled": cb.enabled,
-                "auto_downshift": cb.auto_downshift,
+                "enabled": cb["enabled"],
+                "auto_downshift": cb["auto_downshift"],
                 "models": {
-                    model: {
-                        "failure_threshold": s.failure_threshold,
-                        "success_threshold": s.success_threshold,
-                        "timeout": s.timeout,
-                        "half_open_requests": s.half_open_requests,
-                        "window_size": s.window_size,
-                        "minimum_calls": s.minimum_calls,
-                        "state": self.breakers.breakers[model].state,
-                    }
-                    for model, s in cb.models.items()
+                    model: {**s, "state": self.breakers.breakers[model].state} for model, s in cb["models"].items()
                 },
             },
             "mode": {
                 "current": self.mode_controller.get_current_mode(),
-                "initial": config.mode_controller.initial_mode,
-                "modes": {name: list(m.models) for name, m in config.modes.items()},
+                "initial": settings["mode_controller"]["initial_mode"],
+                "modes": {name: m["models"] for name, m in settings["modes"].items()},
                 "seconds_until_upshift": self.mode_controller.seconds_until_upshift(),
                 "downshifts_total": self.mode_controller.downshifts_total,
                 "upshifts_total": self.mode_controller.upshifts_total,
             },
             "cache": {
-                "enabled": config.cache.enabled,
-                "max_size": config.cache.max_size,
-                "ttl_seconds": config.cache.ttl_seconds,
-                "cleanup_interval": config.cache.cleanup_interval,
+                **_pick(settings["cache"], _CACHE_KEYS),
                 "stats": self.cache.stats() if self.cache is not None else None,
             },
-            "health_check": {
-                "timeout": config.health_check.timeout,
-                "cache_seconds": config.health_check.cache_seconds,
-                "probe_interval": config.health_check.probe_interval,
-            },
+            "health_check": _pick(settings["health_check"], _HEALTH_KEYS),
         }
 
     async def aclose(self) -> None:
@@ -200,3 +175,16 @@ class GuardSystem:
             await self._owned_client.aclose()
         if self.cache is not None:
             self.cache.close()
+
+
+#: what ``/health/guards`` shows of each section of the config
+_MODEL_KEYS: Final = ("backend", "model_id", "timeout")
+_JSON_GUARD_KEYS: Final = (
+    "enabled", "max_retries", "backoff_base", "jitter", "backoff_max", "deadline", "fallback_enabled", "strict_schema"
+)
+_CACHE_KEYS: Final = ("enabled", "max_size", "ttl_seconds", "cleanup_interval")
+_HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")
+
+
+def _pick(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    return {key: section[key] for key in keys}

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from fragrance_ai.cache import lru_cache
-from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+from fragrance_ai.cache.lru_cache import Fetched, Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import VirtualClock
 
 JOIN = 10.0  # generous bound for joins and waits on a loaded CI machine; a healthy run takes milliseconds
@@ -628,3 +628,54 @@ def test_concurrent_mixed_use_keeps_counters_and_structure_consistent(clock: Vir
     assert list(cache._data) and set(cache._data) == set(cache._expiry)
     deadlines = [entry[1] for entry in cache._expiry.values()]
     assert deadlines == sorted(deadlines)
+
+
+# -- single flight with values the cache refuses ----------------------------------------------------
+
+
+async def test_every_waiter_gets_a_loaded_value_the_cache_does_not_store(clock: VirtualClock) -> None:
+    cache = make(clock)
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def aload() -> Loaded[str]:
+        calls.append(1)
+        await release.wait()
+        return Loaded("fallback", store=False)
+
+    leader = asyncio.ensure_future(cache.aget_or_load("k", aload))
+    await asyncio.sleep(0)
+    waiter = asyncio.ensure_future(cache.aget_or_load("k", aload))
+    await asyncio.sleep(0)
+    release.set()
+    first, second = await asyncio.gather(leader, waiter)
+    assert first == Fetched("fallback", "loaded") and second == Fetched("fallback", "joined")
+    assert calls == [1] and "k" not in cache
+
+
+async def test_a_detached_load_survives_its_first_caller_giving_up(clock: VirtualClock) -> None:
+    cache = make(clock)
+    release = asyncio.Event()
+    calls: list[int] = []
+
+    async def aload() -> Loaded[str]:
+        calls.append(1)
+        await release.wait()
+        return Loaded("value")
+
+    quitter = asyncio.ensure_future(cache.aget_or_load("k", aload, detach=True))
+    await asyncio.sleep(0)
+    stayer = asyncio.ensure_future(cache.aget_or_load("k", aload, detach=True))
+    await asyncio.sleep(0)
+    quitter.cancel()
+    release.set()
+    assert await stayer == Fetched("value", "joined")
+    assert calls == [1] and cache.get("k") == "value"
+
+
+def test_get_or_load_stores_only_storable_values(clock: VirtualClock) -> None:
+    cache = make(clock)
+    assert cache.get_or_load("a", lambda: Loaded(1, store=False)) == Fetched(1, "loaded")
+    assert "a" not in cache
+    assert cache.get_or_load("b", lambda: Loaded(2)) == Fetched(2, "loaded")
+    assert cache.get_or_load("b", lambda: Loaded(3)) == Fetched(2, "hit")

@@ -1,4 +1,4 @@
-"""Tests for fragrance_ai.llm.guards: extraction, strict parsing, re-asks, backoff, deadline, fallback, counters."""
+"""Tests for fragrance_ai.llm.guards: strict parsing, re-asks, backoff, deadline, fallback, counters."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from fragrance_ai.clock import VirtualClock
-from fragrance_ai.llm import guards
+from fragrance_ai.llm import guards, strict_json
 from fragrance_ai.llm.guards import (
     REASONS,
     CompiledSchema,
@@ -91,13 +91,13 @@ class LoadsSpy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.texts: list[str] = []
-        real = guards._strict_loads
+        real = strict_json.strict_loads
 
         def spy(text: str) -> Any:
             self.texts.append(text)
             return real(text)
 
-        monkeypatch.setattr(guards, "_strict_loads", spy)
+        monkeypatch.setattr(strict_json, "strict_loads", spy)
 
 
 def brief_with(**changes: Any) -> str:
@@ -118,31 +118,6 @@ def test_valid_answer_is_accepted_without_sleeping_or_reasking(make_guard: Calla
     snap = guard.snapshot()
     assert snap.requests_total == 2 and snap.retry_histogram == (2, 0, 0, 0) and snap.fallbacks_total == 0
     assert sum(snap.parse_failures.values()) == 0
-
-
-@pytest.mark.parametrize(
-    "answer",
-    [
-        f"```json\n{VALID}\n```",
-        f"```\n{VALID}\n```",
-        f"Sure! Here is your brief:\n```json\n{json.dumps(BRIEF, indent=2)}\n```\nLet me know [if] you want {{more}}.",
-        f"Here you go: {VALID} -- hope it helps }} ]",
-        f"  \n{VALID}\n\n",
-    ],
-    ids=["fenced-json", "fenced-bare", "fenced-in-prose", "prose-wrapped", "whitespace"],
-)
-def test_json_is_extracted_from_fences_and_prose(make_guard: Callable[..., JSONHardGuard], answer: str) -> None:
-    result = make_guard().guard(answer, BRIEF_SCHEMA)
-    assert (result.source, result.value) == ("model", BRIEF)
-
-
-def test_brackets_quotes_and_backslashes_inside_strings_do_not_confuse_extraction(
-    make_guard: Callable[..., JSONHardGuard],
-) -> None:
-    tricky = {**BRIEF, "description": 'a } ] { [ "quoted" \\ back\\slash ends with \\', "notes": ["}", "[", '\\"']}
-    answer = f"The answer is {json.dumps(tricky)} and that is all }}"
-    result = make_guard().guard(answer, BRIEF_SCHEMA)
-    assert (result.source, result.value) == ("model", tricky)
 
 
 # --- strict parsing ------------------------------------------------------------------------------
@@ -590,7 +565,8 @@ def test_logs_truncate_the_answer(make_guard: Callable[..., JSONHardGuard], capl
     caplog.set_level(logging.WARNING, logger="fragrance_ai.llm.guards")
     answer = '{"description": ' + "7" * 200_000  # invalid and long
     make_guard().guard(answer, BRIEF_SCHEMA)
-    assert [r.levelname for r in caplog.records] == ["WARNING", "ERROR"]
+    # a fallback is a designed outcome: logged at WARNING, never ERROR
+    assert [r.levelname for r in caplog.records] == ["WARNING", "WARNING"]
     assert "invalid_json" in caplog.records[0].getMessage()
     assert max(len(r.getMessage()) for r in caplog.records) < 1000
 

@@ -1,0 +1,476 @@
+"""What ``llm_ensemble.yaml`` may hold: every setting as a typed, immutable dataclass with its default, and
+the rule each value must pass. The one source of the defaults: the guards' constructors read theirs here.
+
+:mod:`fragrance_ai.config_loader` reads a file against this definition. This module sits at the bottom of
+the package: it must not import any guard or the service, read files, or touch the environment.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import urlsplit, urlunsplit
+
+from fragrance_ai.constants import DEFAULT_MODE, MODES
+
+__all__ = [
+    "BACKENDS",
+    "DEFAULT_MODELS",
+    "MODES",
+    "SECTIONS",
+    "BreakerSettings",
+    "CacheConfig",
+    "CircuitBreakerConfig",
+    "Config",
+    "ConfigError",
+    "ConfigIssue",
+    "HealthCheckConfig",
+    "JSONGuardConfig",
+    "LLMConfig",
+    "ModeConfig",
+    "ModeControllerConfig",
+    "ModelConfig",
+    "deep_merge",
+    "kind",
+    "redact_url",
+]
+
+BACKENDS: Final = ("simulated", "openai")
+MODEL_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
+
+
+# --------------------------------------------------------------------------------------------- errors
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file: where it is and what is wrong."""
+
+    file: str
+    line: int | None
+    key: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+
+
+class ConfigError(ValueError):
+    """A config file is invalid; ``issues`` lists every problem found, each with file, line and key."""
+
+    def __init__(self, issues: list[ConfigIssue]) -> None:
+        self.issues = list(issues)
+        super().__init__("\n".join(str(i) for i in self.issues))
+
+
+# --------------------------------------------------------------------------------------- the settings
+
+
+@dataclass(frozen=True, slots=True)
+class ModelConfig:
+    """One LLM: which backend serves it and how to reach it (no secrets: only the env var's name)."""
+
+    name: str
+    backend: str = "simulated"
+    model_id: str = ""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    timeout: float = 30.0
+    connect_timeout: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class ModeConfig:
+    """A service mode: the models tried in order and their sampling parameters."""
+
+    name: str
+    models: tuple[str, ...]
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_tokens: int = 512
+
+
+@dataclass(frozen=True, slots=True)
+class ModeControllerConfig:
+    initial_mode: str = DEFAULT_MODE
+    upshift_quiet_period: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class JSONGuardConfig:
+    enabled: bool = True
+    max_retries: int = 3
+    backoff_base: float = 1.0
+    jitter: float = 0.5
+    backoff_max: float = 8.0
+    deadline: float = 30.0
+    fallback_enabled: bool = True
+    strict_schema: bool = True
+    max_input_bytes: int = 1_000_000
+    max_depth: int = 64
+    max_reported_errors: int = 5
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSettings:
+    """The effective settings of one model's circuit breaker."""
+
+    failure_threshold: float = 0.5
+    success_threshold: int = 5
+    timeout: float = 60.0
+    half_open_requests: int = 3
+    window_size: int = 20
+    minimum_calls: int = 10
+
+
+@dataclass(frozen=True, slots=True)
+class CircuitBreakerConfig:
+    enabled: bool = True
+    auto_downshift: bool = True
+    defaults: BreakerSettings = field(default_factory=BreakerSettings)
+    #: effective settings per configured model, per-model overrides applied
+    models: Mapping[str, BreakerSettings] = field(default_factory=dict)
+
+    @property
+    def failure_threshold(self) -> float:
+        return self.defaults.failure_threshold
+
+    @property
+    def success_threshold(self) -> int:
+        return self.defaults.success_threshold
+
+    @property
+    def timeout(self) -> float:
+        return self.defaults.timeout
+
+    @property
+    def half_open_requests(self) -> int:
+        return self.defaults.half_open_requests
+
+    def for_model(self, model: str) -> BreakerSettings:
+        """Effective settings for ``model`` (the section defaults for a model without overrides)."""
+        return self.models.get(model, self.defaults)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    enabled: bool = True
+    type: str = "lru_ttl"
+    max_size: int = 1000
+    ttl_seconds: float = 600.0
+    cleanup_interval: float = 60.0
+    eviction_policy: str = "lru"
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheckConfig:
+    timeout: float = 10.0
+    cache_seconds: float = 5.0
+    prompt: str = "Generate a brief perfume description."
+    #: seconds between background checks of every model (0: only when /health/llm is asked)
+    probe_interval: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class LLMConfig:
+    """``config.llm``: the models, plus the JSON guard switches under the names the checklist uses."""
+
+    models: Mapping[str, ModelConfig]
+    json_guard: JSONGuardConfig
+
+    @property
+    def json_guard_enabled(self) -> bool:
+        return self.json_guard.enabled
+
+    @property
+    def max_retries(self) -> int:
+        return self.json_guard.max_retries
+
+    @property
+    def backoff_base(self) -> float:
+        return self.json_guard.backoff_base
+
+    @property
+    def jitter(self) -> float:
+        return self.json_guard.jitter
+
+    @property
+    def fallback_enabled(self) -> bool:
+        return self.json_guard.fallback_enabled
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(self.models)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole validated configuration; immutable, safe to share."""
+
+    source: str
+    llm: LLMConfig
+    json_guard: JSONGuardConfig
+    circuit_breaker: CircuitBreakerConfig
+    cache: CacheConfig
+    modes: Mapping[str, ModeConfig]
+    mode_controller: ModeControllerConfig
+    health_check: HealthCheckConfig
+    #: the file's data as parsed (before defaults), for deep-merging overrides onto it
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+    @property
+    def model_names(self) -> tuple[str, ...]:
+        return tuple(self.llm.models)
+
+    def with_overrides(self, overrides: Mapping[str, Any], source: str | None = None) -> Config:
+        """A new config: ``overrides`` deep-merged onto this file's data, validated again."""
+        from fragrance_ai.config_loader import (
+            build_config,  # the loader sits above this definition
+        )
+
+        merged = deep_merge(copy.deepcopy(dict(self.raw)), overrides)
+        return build_config(merged, {}, source or f"{self.source} (with overrides)")
+
+    def to_dict(self, *, redact: bool = False) -> dict[str, Any]:
+        """The effective settings as plain data: the one serialisation of a config.
+
+        API keys never appear (a model names the environment variable that holds its key). ``redact=True``
+        also masks any ``user:password@`` in a ``base_url``, for views shown outside the process.
+        """
+        return {
+            "source": self.source,
+            "llm": {
+                "models": {
+                    n: {
+                        "backend": m.backend,
+                        "model_id": m.model_id,
+                        "base_url": redact_url(m.base_url) if redact else m.base_url,
+                        "api_key_env": m.api_key_env,
+                        "timeout": m.timeout,
+                        "connect_timeout": m.connect_timeout,
+                    }
+                    for n, m in self.llm.models.items()
+                }
+            },
+            "modes": {
+                n: {
+                    "models": list(m.models),
+                    "temperature": m.temperature,
+                    "top_p": m.top_p,
+                    "max_tokens": m.max_tokens,
+                }
+                for n, m in self.modes.items()
+            },
+            "mode_controller": _asdict(self.mode_controller),
+            "json_guard": _asdict(self.json_guard),
+            "circuit_breaker": {
+                "enabled": self.circuit_breaker.enabled,
+                "auto_downshift": self.circuit_breaker.auto_downshift,
+                **_asdict(self.circuit_breaker.defaults),
+                "models": {n: _asdict(s) for n, s in self.circuit_breaker.models.items()},
+            },
+            "cache": _asdict(self.cache),
+            "health_check": _asdict(self.health_check),
+        }
+
+
+def redact_url(url: str | None) -> str | None:
+    """``url`` with any credentials in it replaced by ``***`` (``http://***@host/v1``)."""
+    if not url:
+        return url
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
+def _asdict(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+def deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """Merge ``overrides`` into ``base`` in place: mappings merge key by key, anything else replaces."""
+    for key, value in overrides.items():
+        current = base.get(key)
+        if isinstance(current, dict) and isinstance(value, Mapping):
+            deep_merge(current, value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+# ---------------------------------------------------------------------------------------- the rules
+
+
+Spec = Callable[[Any], tuple[Any, str | None]]
+
+
+def kind(value: Any) -> str:
+    """How a value reads in an error message: ``a string ('x')``, ``a list``, ``null``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({str(value).lower()})"
+    if isinstance(value, (int, float)):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        return f"a string ({value!r})"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return type(value).__name__
+
+
+def _bool() -> Spec:
+    def rule(v: Any) -> tuple[Any, str | None]:
+        return (v, None) if isinstance(v, bool) else (None, f"expected true or false, found {kind(v)}")
+
+    return rule
+
+
+def _int(lo: int | None = None, hi: int | None = None) -> Spec:
+    def rule(v: Any) -> tuple[Any, str | None]:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return None, f"expected an integer, found {kind(v)}"
+        if lo is not None and v < lo:
+            return None, f"must be >= {lo}, found {v}"
+        if hi is not None and v > hi:
+            return None, f"must be <= {hi}, found {v}"
+        return v, None
+
+    return rule
+
+
+def _num(
+    *, gt: float | None = None, ge: float | None = None, le: float | None = None, desc: str | None = None
+) -> Spec:
+    def rule(v: Any) -> tuple[Any, str | None]:
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return None, f"expected a number, found {kind(v)}"
+        try:
+            f = float(v)
+        except OverflowError:
+            return None, f"must be a finite number, found an integer of {len(str(v))} digits"
+        bad = (
+            math.isnan(f)
+            or math.isinf(f)
+            or (gt is not None and f <= gt)
+            or (ge is not None and f < ge)
+            or (le is not None and f > le)
+        )
+        if bad:
+            if desc:
+                want = desc
+            else:
+                parts = []
+                if gt is not None:
+                    parts.append(f"> {gt:g}")
+                if ge is not None:
+                    parts.append(f">= {ge:g}")
+                if le is not None:
+                    parts.append(f"<= {le:g}")
+                want = "a finite number " + " and ".join(parts) if parts else "a finite number"
+            return None, f"must be {want}, found {v!r}"
+        return v, None  # keep ints as ints: "timeout: 60" prints as 60s, not 60.0s
+
+    return rule
+
+
+def _str(*, choices: tuple[str, ...] | None = None, nullable: bool = False, nonempty: bool = True) -> Spec:
+    def rule(v: Any) -> tuple[Any, str | None]:
+        if v is None and nullable:
+            return None, None
+        if not isinstance(v, str):
+            return None, f"expected a string, found {kind(v)}"
+        if choices is not None and v not in choices:
+            return None, f"must be one of {', '.join(choices)}; found {v!r}"
+        if nonempty and not v.strip():
+            return None, "must not be empty"
+        return v, None
+
+    return rule
+
+
+MODEL_SPEC: Final[dict[str, Spec]] = {
+    "backend": _str(choices=BACKENDS),
+    "model_id": _str(),
+    "base_url": _str(nullable=True),
+    "api_key_env": _str(nullable=True),
+    "timeout": _num(gt=0),
+    "connect_timeout": _num(gt=0),
+}
+MODE_SPEC: Final[dict[str, Spec]] = {
+    "temperature": _num(ge=0, le=2),
+    "top_p": _num(gt=0, le=1),
+    "max_tokens": _int(lo=1),
+}
+MODE_CONTROLLER_SPEC: Final[dict[str, Spec]] = {
+    "initial_mode": _str(choices=MODES),
+    "upshift_quiet_period": _num(gt=0),
+}
+JSON_GUARD_SPEC: Final[dict[str, Spec]] = {
+    "enabled": _bool(),
+    "max_retries": _int(lo=0, hi=20),
+    "backoff_base": _num(ge=0),
+    "jitter": _num(ge=0),
+    "backoff_max": _num(ge=0),
+    "deadline": _num(gt=0),
+    "fallback_enabled": _bool(),
+    "strict_schema": _bool(),
+    "max_input_bytes": _int(lo=1),
+    "max_depth": _int(lo=1, hi=512),  # deeper risks a RecursionError inside json/jsonschema (the guard refuses it too)
+    "max_reported_errors": _int(lo=1),
+}
+BREAKER_SPEC: Final[dict[str, Spec]] = {
+    "failure_threshold": _num(gt=0, le=1, desc="in (0, 1]"),
+    "success_threshold": _int(lo=1),
+    "timeout": _num(gt=0),
+    "half_open_requests": _int(lo=1),
+    "window_size": _int(lo=1, hi=10_000),
+    "minimum_calls": _int(lo=1),
+}
+BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
+    "enabled": _bool(),
+    "auto_downshift": _bool(),
+    **BREAKER_SPEC,
+}
+CACHE_SPEC: Final[dict[str, Spec]] = {
+    "enabled": _bool(),
+    "type": _str(choices=("lru_ttl",)),
+    "max_size": _int(lo=1),
+    "ttl_seconds": _num(gt=0),
+    "cleanup_interval": _num(gt=0),
+    "eviction_policy": _str(choices=("lru",)),
+}
+HEALTH_SPEC: Final[dict[str, Spec]] = {
+    "timeout": _num(gt=0),
+    "cache_seconds": _num(ge=0),
+    "prompt": _str(),
+    "probe_interval": _num(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
+}
+SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSectionDefaults:
+    enabled: bool = True
+    auto_downshift: bool = True
+    failure_threshold: float = 0.5
+    success_threshold: int = 5
+    timeout: float = 60.0
+    half_open_requests: int = 3
+    window_size: int = 20
+    minimum_calls: int = 10
+
+
+DEFAULT_MODELS: Final = {
+    "qwen": "qwen2.5-7b-instruct",
+    "mistral": "mistral-7b-instruct",
+    "llama": "llama-3.1-8b-instruct",
+}

@@ -1,0 +1,72 @@
+"""The fixed vocabulary of the package, defined once: modes, failure reason codes, brief sources, the loopback host.
+
+Every other module (config, metrics, guards, ensemble, health checker, service, CLI) derives its codes
+from here, so a metric label, a config choice and a JSON field can never drift apart. This module sits
+at the very bottom: it must not import anything from the package, and holds no logic.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal, get_args
+
+__all__ = [
+    "BACKEND_FAILURES",
+    "BRIEF_SOURCES",
+    "CIRCUIT_BREAKER_OPEN",
+    "CIRCUIT_OPEN",
+    "DEFAULT_MODE",
+    "HEALTH_REASONS",
+    "JSON_FAILURE_REASONS",
+    "LOOPBACK_HOST",
+    "MODES",
+    "SKIPPED_OPEN",
+    "BackendFailure",
+    "Mode",
+    "Reason",
+    "Source",
+]
+
+#: the service modes from most capable (and most fragile) to most stable; a downshift moves one step right
+Mode = Literal["creative", "balanced", "fast"]
+MODES: Final[tuple[Mode, ...]] = get_args(Mode)
+#: the mode a service starts in unless its config says otherwise
+DEFAULT_MODE: Final[Mode] = MODES[0]
+
+#: why the JSON guard rejected one answer (the ``reason`` label of ``llm_json_parse_failures_total``)
+Reason = Literal[
+    "invalid_json",
+    "duplicate_key",
+    "too_large",
+    "too_deep",
+    "no_json_found",
+    "schema_violation",
+    "regenerate_error",
+]
+JSON_FAILURE_REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
+
+#: the coarse code of a failed model call (``error_kind``); ``error`` is anything unexpected
+BackendFailure = Literal["timeout", "connection_error", "http_error", "invalid_response", "error"]
+BACKEND_FAILURES: Final[tuple[BackendFailure, ...]] = get_args(BackendFailure)
+
+#: a model's turn in the ensemble: the breaker refused the call it was about to make
+CIRCUIT_OPEN: Final = "circuit_open"
+#: a model's turn in the ensemble: skipped before any call because its breaker was open
+SKIPPED_OPEN: Final = "skipped_open"
+#: a health result: the breaker is open, so no inference was spent
+CIRCUIT_BREAKER_OPEN: Final = "circuit_breaker_open"
+#: every reason an unhealthy health-check result can carry
+HEALTH_REASONS: Final[tuple[str, ...]] = (
+    CIRCUIT_BREAKER_OPEN,
+    "timeout",
+    "invalid_response",
+    "connection_error",
+    "http_error",
+    "error",
+)
+
+#: where a served brief came from (the ``source`` label of ``llm_briefs_total``)
+Source = Literal["cache", "model", "fallback"]
+BRIEF_SOURCES: Final[tuple[Source, ...]] = get_args(Source)
+
+#: the interface the service binds and local test servers listen on unless told otherwise
+LOOPBACK_HOST: Final = "127.0.0.1"

@@ -1,0 +1,88 @@
+"""A circuit breaker's policies, readable and testable on their own: the sliding failure-rate window, what
+counts as a failure, and the error a refused call raises.
+
+Pure bookkeeping: it must not read the clock, take a lock (the breaker holds its own around these), or log.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreakerOpenError", "FailureRateWindow", "default_is_failure"]
+
+#: the breaker states, as the checklist names them
+CLOSED: Final = "closed"
+OPEN: Final = "open"
+HALF_OPEN: Final = "half_open"
+
+
+class CircuitBreakerOpenError(Exception):
+    """A call was rejected without being made: the model's breaker is open (or half-open and full)."""
+
+    def __init__(self, model: str, retry_after: float, state: str = OPEN, detail: str = "") -> None:
+        super().__init__(model, retry_after)
+        self.model = model
+        #: seconds until the breaker will admit a trial call again (0 when only the half-open slots are busy)
+        self.retry_after = retry_after
+        self.state = state
+        self.detail = detail
+
+    def __str__(self) -> str:
+        # built on demand: rejections are frequent while open, and most are never printed
+        detail = f": {self.detail}" if self.detail else ""
+        return (
+            f"circuit breaker for model {self.model!r} is {self.state.replace('_', '-')}{detail}; "
+            f"call not made, retry after {self.retry_after:.1f}s"
+        )
+
+
+class FailureRateWindow:
+    """The outcomes (failed or not) of the last ``size`` calls in a fixed ring, with a running failure count.
+
+    ``record`` is O(1): the oldest outcome drops out as the newest comes in.
+    """
+
+    __slots__ = ("size", "_ring", "_next", "count", "failures")
+
+    def __init__(self, size: int) -> None:
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(f"window size must be an int >= 1; got {size!r}")
+        self.size: Final = size
+        self._ring = [False] * size
+        self._next = 0
+        #: outcomes currently in the window (<= size)
+        self.count = 0
+        #: failures currently in the window
+        self.failures = 0
+
+    def record(self, failed: bool) -> None:
+        """Add one outcome, dropping the oldest once the window is full."""
+        i = self._next
+        if self.count == self.size:
+            if self._ring[i]:
+                self.failures -= 1
+        else:
+            self.count += 1
+        self._ring[i] = failed
+        if failed:
+            self.failures += 1
+        i += 1
+        self._next = 0 if i == self.size else i
+
+    @property
+    def rate(self) -> float:
+        """Failures / outcomes in the window (0.0 when empty)."""
+        return self.failures / self.count if self.count else 0.0
+
+    def reset(self) -> None:
+        """Forget every outcome."""
+        self._ring = [False] * self.size
+        self._next = self.count = self.failures = 0
+
+    def __repr__(self) -> str:
+        return f"FailureRateWindow(size={self.size}, count={self.count}, failures={self.failures})"
+
+
+def default_is_failure(exc: BaseException) -> bool:
+    """Every exception the guarded call raises counts as a failure (cancellation never reaches here)."""
+    return True

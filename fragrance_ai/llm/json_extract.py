@@ -1,0 +1,88 @@
+"""Find one JSON value in a model's answer: bare, fenced in a code block, or wrapped in prose.
+
+Pure functions over strings, in linear time: no parsing, no schema, no clock, no logging. It must not
+recurse or hand anything nested deeper than ``max_depth`` on to a parser (a hostile answer could
+exhaust the interpreter's recursion limit there).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+from fragrance_ai.constants import Reason
+
+__all__ = ["CLIP", "Rejection", "clip", "extract", "scan"]
+
+#: how much of an answer or a message a log line or an error keeps (characters)
+CLIP: Final = 200
+
+
+class Rejection:
+    """An attempt's verdict when it failed (a plain class: cheaper than an exception on this path)."""
+
+    __slots__ = ("reason", "message", "details")
+
+    def __init__(self, reason: Reason, message: str, details: tuple[str, ...] = ()) -> None:
+        self.reason: Reason = reason
+        self.message = message
+        self.details = details
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.reason!r}, {clip(self.message, 80)!r})"
+
+
+def clip(text: str, limit: int = CLIP) -> str:
+    """``text`` cut to ``limit`` characters, saying how long it was (answers can be megabytes)."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text):,} chars)"
+
+
+_FIRST_OPEN: Final = re.compile(r"[\[{]")
+# One token per match: an opener, a closer, or a whole string literal (group 3 is its closing quote,
+# absent when unterminated). Possessive quantifiers and disjoint alternatives: no backtracking, so the
+# scan is linear in the text.
+_TOKEN: Final = re.compile(r'([\[{])|([\]}])|"(?:[^"\\]++|\\.)*+(")?', re.DOTALL)
+
+
+def scan(text: str, start: int, max_depth: int) -> str | Rejection:
+    """From the opener at ``start``, return the text up to its matching closer, or reject if too deep."""
+    depth = 0
+    for token in _TOKEN.finditer(text, start):
+        kind = token.lastindex
+        if kind == 1:
+            depth += 1
+            if depth > max_depth:
+                return Rejection("too_deep", f"JSON is nested deeper than max_depth={max_depth}")
+        elif kind == 2:
+            depth -= 1
+            if depth == 0:
+                return text[start : token.end()]
+        elif kind is None:  # unterminated string: nothing after it is structure
+            break
+    # Unbalanced: hand the rest to the parser, whose error says what is missing; depth is known safe.
+    return text[start:]
+
+
+def extract(text: str, max_depth: int) -> tuple[str, bool] | Rejection:
+    """Find one JSON value in ``text``; the flag is False when no ``{``/``[`` was found (a bare scalar?)."""
+    stripped = text.strip()
+    if stripped:
+        first, last = stripped[0], stripped[-1]
+        if (first == "{" and last == "}") or (first == "[" and last == "]"):
+            # The whole answer is JSON-shaped. Counting openers is a C-speed upper bound on depth,
+            # so the usual small answer skips the token scan entirely.
+            if stripped.count("{") + stripped.count("[") <= max_depth:
+                return stripped, True
+            found = scan(stripped, 0, max_depth)
+            return found if isinstance(found, Rejection) else (found, True)
+    # Prefer the first fenced code block (```json ... ```), else the first opener anywhere.
+    fence = text.find("```")
+    match = _FIRST_OPEN.search(text, fence + 3) if fence >= 0 else None
+    if match is None:
+        match = _FIRST_OPEN.search(text)
+    if match is None:
+        return stripped, False
+    found = scan(text, match.start(), max_depth)
+    return found if isinstance(found, Rejection) else (found, True)
