@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # the service and the types of its parts; the plugin loads th
 
     from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
     from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
-    from fragrance_ai.llm.ensemble import BriefResult, CachedBrief, LLMEnsemble
+    from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
     from fragrance_ai.service.system import GuardSystem
     from fragrance_ai.llm.backends import LLMBackend
     from fragrance_ai.llm.guards import JSONHardGuard
@@ -141,7 +141,7 @@ class GuardHarness:
         return self.system.mode_controller
 
     @property
-    def cache(self) -> LRUCacheWithTTL[str, CachedBrief] | None:
+    def cache(self) -> LRUCacheWithTTL[str, BriefResult] | None:
         return self.system.cache
 
     @property
