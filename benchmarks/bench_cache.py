@@ -36,7 +36,8 @@ def _get_hit(number: int) -> dict[str, object]:
         anchor[k] = k
     keys = itertools.cycle(range(0, SIZE, 7))  # same hit keys for both, spread over the LRU order
     names = {"key": keys.__next__, "ours_get": ours.get, "anchor_get": anchor.get, "lock": lock}
-    assert ours.get(7) == 7 and anchor.get(7) == 7
+    assert ours.get(7) == 7
+    assert anchor.get(7) == 7
     ours_ns = _best_ns("ours_get(key())", names, number)
     anchor_ns = _best_ns("with lock:\n    anchor_get(key())", names, number)
     assert ours.misses == 0, "the hit benchmark must only hit"

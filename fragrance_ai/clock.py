@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-__all__ = ["Clock", "SleepFn", "AsyncSleepFn", "AsyncTimeoutFn", "VirtualClock", "monotonic"]
+__all__ = ["AsyncSleepFn", "AsyncTimeoutFn", "Clock", "SleepFn", "VirtualClock", "monotonic"]
 
 Clock = Callable[[], float]
 SleepFn = Callable[[float], None]
@@ -55,7 +55,7 @@ class VirtualClock:
     to read it.
     """
 
-    __slots__ = ("_now", "_lock", "_listeners", "_deadline", "_loops", "_seq", "slept")
+    __slots__ = ("_deadline", "_listeners", "_lock", "_loops", "_now", "_seq", "slept")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)

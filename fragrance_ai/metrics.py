@@ -31,7 +31,7 @@ from prometheus_client.registry import Collector
 
 from fragrance_ai.constants import BRIEF_SOURCES, JSON_FAILURE_REASONS, MODES
 
-__all__ = ["GuardMetrics", "HEALTH_BUCKETS", "STATE_VALUES", "JSON_FAILURE_REASONS", "BRIEF_SOURCES", "CONTENT_TYPE"]
+__all__ = ["BRIEF_SOURCES", "CONTENT_TYPE", "HEALTH_BUCKETS", "JSON_FAILURE_REASONS", "STATE_VALUES", "GuardMetrics"]
 
 from prometheus_client import CONTENT_TYPE_LATEST as CONTENT_TYPE
 

@@ -16,15 +16,19 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pytest_guards.clock import (
+        ClockMisuseError,
+        GuardClock,
+    )
     from pytest_guards.faults import (
         BEHAVIOUR_JSON_SCHEMA,
+        KINDS,
         Behaviour,
         BehaviourError,
         CallRecord,
         FakeLLMServer,
         FaultyLLM,
         Flaky,
-        KINDS,
         Outcome,
         Script,
         UnmatchedRequestError,
@@ -44,18 +48,14 @@ if TYPE_CHECKING:
         valid,
         valid_brief,
     )
-    from pytest_guards.clock import (
-        ClockMisuseError,
-        GuardClock,
-    )
-    from pytest_guards.metrics import (
-        MetricNotFoundError,
-        MetricsProbe,
-    )
     from pytest_guards.harness import (
         GuardHarness,
         open_harness,
         point_models_at,
+    )
+    from pytest_guards.metrics import (
+        MetricNotFoundError,
+        MetricsProbe,
     )
     from pytest_guards.network import (
         LiveService,
@@ -66,10 +66,10 @@ if TYPE_CHECKING:
         ToxiproxyUnavailable,
     )
     from pytest_guards.scenarios import (
+        SCENARIO_SCHEMA,
         InProcessTarget,
         LiveTarget,
         NetworkTarget,
-        SCENARIO_SCHEMA,
         Scenario,
         ScenarioFailure,
         ScenarioFileError,

@@ -23,10 +23,10 @@ except ImportError:  # pragma: no cover - pydantic without its v1 shim
 
 from fragrance_ai.clock import VirtualClock
 
-__all__ = ["ClockMisuseError", "GuardClock", "START"]
+__all__ = ["START", "ClockMisuseError", "GuardClock"]
 
 #: the wall-clock moment every test starts at (any fixed date works; this one is easy to read in logs)
-START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.timezone.utc)
+START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.UTC)
 
 # Networking libraries keep real time: their own timeouts must not freeze (an event loop never would).
 _IGNORE = ("uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread")

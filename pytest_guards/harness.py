@@ -29,13 +29,13 @@ if TYPE_CHECKING:  # the service and the types of its parts; the plugin loads th
     from fastapi import FastAPI
 
     from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+    from fragrance_ai.llm.backends import LLMBackend
     from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
     from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
-    from fragrance_ai.service.system import GuardSystem
-    from fragrance_ai.llm.backends import LLMBackend
     from fragrance_ai.llm.guards import JSONHardGuard
     from fragrance_ai.llm.health_check import LLMHealthChecker
     from fragrance_ai.llm.mode_controller import ModeController
+    from fragrance_ai.service.system import GuardSystem
 
 __all__ = ["GuardHarness", "HarnessClock", "open_harness", "point_models_at"]
 

@@ -10,8 +10,8 @@ import difflib
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.metrics_core import Metric
+from prometheus_client.parser import text_string_to_metric_families
 
 __all__ = ["MetricNotFoundError", "MetricsProbe"]
 

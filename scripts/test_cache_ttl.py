@@ -2,7 +2,9 @@
 """Test cache TTL expiration and regeneration"""
 
 import time
+
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+
 
 def test_ttl_expiration():
     """Test that cache entries expire after TTL"""

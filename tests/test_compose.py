@@ -83,7 +83,8 @@ def test_the_service_and_the_canary_serve_on_their_ports(
     assert flag(cmd, "--host") == "0.0.0.0"
     assert flag(cmd, "--port") == str(port)
     assert f"{port}:{port}" in service["ports"]
-    assert service["build"] == "." and (ROOT / "Dockerfile").is_file()
+    assert service["build"] == "."
+    assert (ROOT / "Dockerfile").is_file()
     assert str(port) in " ".join(service["healthcheck"]["test"])
 
 

@@ -54,25 +54,25 @@ class LRUCacheWithTTL(Generic[K, V]):
     """
 
     __slots__ = (
-        "max_size",
-        "ttl_seconds",
-        "cleanup_interval",
-        "name",
-        "hits",
-        "misses",
-        "evictions",
-        "expirations",
-        "coalesced",
+        "__weakref__",
         "_clock",
-        "_lock",
         "_data",
         "_expiry",
         "_flights",
-        "_next_cleanup",
         "_fresh_until",
+        "_lock",
+        "_next_cleanup",
         "_scheduler",
         "_token",
-        "__weakref__",
+        "cleanup_interval",
+        "coalesced",
+        "evictions",
+        "expirations",
+        "hits",
+        "max_size",
+        "misses",
+        "name",
+        "ttl_seconds",
     )
 
     def __init__(

@@ -42,7 +42,7 @@ class FailureRateWindow:
     ``record`` is O(1): the oldest outcome drops out as the newest comes in.
     """
 
-    __slots__ = ("size", "_ring", "_next", "count", "failures")
+    __slots__ = ("_next", "_ring", "count", "failures", "size")
 
     def __init__(self, size: int) -> None:
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:

@@ -33,11 +33,11 @@ from fragrance_ai.llm.guards import GuardResult, JSONHardGuard
 
 __all__ = [
     "BRIEF_SOURCES",
+    "SYSTEM_PROMPT",
     "BriefResult",
     "LLMEnsemble",
     "ModelAttempt",
     "NoModelAvailableError",
-    "SYSTEM_PROMPT",
     "Source",
 ]
 
@@ -268,7 +268,7 @@ class LLMEnsemble:
             return "ok", await breaker.acall(ask, request)
         except AssertionError:
             raise  # a test double's complaint (respx: unmatched request) must reach the test
-        except Exception as exc:  # noqa: BLE001 - every failure is an outcome code; the text stays in the log
+        except Exception as exc:
             outcome = failure_reason(exc)
             if outcome == "error":
                 logger.error("model %s failed unexpectedly; trying the next model", model, exc_info=exc)

@@ -199,8 +199,16 @@ class GuardRun:
     """
 
     __slots__ = (
-        "_guard", "_compiled", "_fallback", "_can_reask", "_start", "_errors", "_reasks",
-        "_feedback", "_judged", "_closed",
+        "_can_reask",
+        "_closed",
+        "_compiled",
+        "_errors",
+        "_fallback",
+        "_feedback",
+        "_guard",
+        "_judged",
+        "_reasks",
+        "_start",
     )
 
     def __init__(

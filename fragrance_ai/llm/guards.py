@@ -212,7 +212,7 @@ class JSONHardGuard:
     def start(
         self,
         schema: SchemaLike,
-        fallback: dict[str, Any] | None | _Missing = MISSING,
+        fallback: dict[str, Any] | _Missing | None = MISSING,
         *,
         can_reask: bool = True,
         use_fallback: bool = True,
@@ -234,7 +234,7 @@ class JSONHardGuard:
         self,
         llm_output: str,
         schema: SchemaLike,
-        fallback: dict[str, Any] | None | _Missing = MISSING,
+        fallback: dict[str, Any] | _Missing | None = MISSING,
         *,
         regenerate: SyncRegenerate | None = None,
         use_fallback: bool = True,
@@ -255,7 +255,7 @@ class JSONHardGuard:
         self,
         llm_output: str,
         schema: SchemaLike,
-        fallback: dict[str, Any] | None | _Missing = MISSING,
+        fallback: dict[str, Any] | _Missing | None = MISSING,
         *,
         regenerate: AsyncRegenerate | None = None,
         use_fallback: bool = True,
@@ -269,7 +269,7 @@ class JSONHardGuard:
             return verdict.unwrap()
 
     def fallback(
-        self, schema: SchemaLike, fallback: dict[str, Any] | None | _Missing = MISSING
+        self, schema: SchemaLike, fallback: dict[str, Any] | _Missing | None = MISSING
     ) -> dict[str, Any]:
         """A fresh, schema-checked copy of the fallback, counted in ``fallbacks_total``.
 

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from fragrance_ai.llm.ensemble import LLMEnsemble
     from fragrance_ai.metrics import GuardMetrics
 
-__all__ = ["LLMHealthChecker", "REASONS", "overall_status"]
+__all__ = ["REASONS", "LLMHealthChecker", "overall_status"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class LLMHealthChecker:
             try:
                 await self.check_all_models()
                 self.circuit_breaker_manager.evaluate_upshift()
-            except Exception:  # noqa: BLE001 - a probe must never stop probing
+            except Exception:
                 logger.exception("background health probe failed")
             await asleep(interval)
 
@@ -138,7 +138,7 @@ class LLMHealthChecker:
                 reason = "invalid_response"
         except AssertionError:
             raise  # a test double's complaint (respx: unmatched request) must reach the test
-        except Exception as exc:  # noqa: BLE001 - any fault is an unhealthy model, never a 500
+        except Exception as exc:
             reason = failure_reason(exc)
             if reason == "error":
                 logger.error("health check of %s failed unexpectedly", model, exc_info=exc)

@@ -21,7 +21,7 @@ CLIP: Final = 200
 class Rejection:
     """An attempt's verdict when it failed (a plain class: cheaper than an exception on this path)."""
 
-    __slots__ = ("reason", "message", "details")
+    __slots__ = ("details", "message", "reason")
 
     def __init__(self, reason: Reason, message: str, details: tuple[str, ...] = ()) -> None:
         self.reason: Reason = reason

@@ -24,7 +24,7 @@ class RetryState:
 
 
 @dataclass(frozen=True, slots=True)
-class wait_exponential_jitter:  # noqa: N801 - named like tenacity's policies, which read as prose
+class wait_exponential_jitter:
     """Seconds to wait before re-ask number ``attempt_number`` (1 = the first re-ask):
     ``min(base * 2**(n - 1) + uniform(0, jitter), max)``; no overflow for absurd attempt numbers."""
 
@@ -41,7 +41,7 @@ class wait_exponential_jitter:  # noqa: N801 - named like tenacity's policies, w
 
 
 @dataclass(frozen=True, slots=True)
-class stop_after_attempt:  # noqa: N801
+class stop_after_attempt:
     """Stop once ``max_attempt_number`` answers have been judged (``max_retries + 1`` for a guard)."""
 
     max_attempt_number: int
@@ -51,7 +51,7 @@ class stop_after_attempt:  # noqa: N801
 
 
 @dataclass(frozen=True, slots=True)
-class stop_after_delay:  # noqa: N801
+class stop_after_delay:
     """Stop when the next wait would end at or after ``max_delay`` seconds from the start."""
 
     max_delay: float

@@ -99,7 +99,7 @@ def strict_loads(text: str) -> Any:
 class CompiledSchema:
     """A schema checked once and its validator built once, reusable for every call (thread-safe)."""
 
-    __slots__ = ("schema", "validator", "_fallbacks", "_lock")
+    __slots__ = ("_fallbacks", "_lock", "schema", "validator")
 
     def __init__(self, schema: Mapping[str, Any] | bool, validator: Any) -> None:
         #: the schema object as given (kept alive so an ``id()``-keyed cache entry stays valid)

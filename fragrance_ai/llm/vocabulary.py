@@ -9,7 +9,7 @@ from __future__ import annotations
 from types import MappingProxyType
 from typing import Final
 
-__all__ = ["FAMILIES", "NOTES_BY_FAMILY", "ALL_NOTES", "LONGEVITY"]
+__all__ = ["ALL_NOTES", "FAMILIES", "LONGEVITY", "NOTES_BY_FAMILY"]
 
 #: olfactive families (Michael Edwards' wheel, simplified) -> typical notes
 NOTES_BY_FAMILY: Final = MappingProxyType(

@@ -10,7 +10,7 @@ from __future__ import annotations
 from importlib import resources
 from pathlib import Path
 
-__all__ = ["RULES_FILE", "RULES_TEST_FILE", "DASHBOARD_FILE", "rules_path", "rules_test_path", "dashboard_path"]
+__all__ = ["DASHBOARD_FILE", "RULES_FILE", "RULES_TEST_FILE", "dashboard_path", "rules_path", "rules_test_path"]
 
 RULES_FILE = "guards.rules.yml"
 RULES_TEST_FILE = "guards.rules.test.yml"

@@ -26,7 +26,7 @@ from fragrance_ai.llm.health_check import overall_status
 from fragrance_ai.metrics import CONTENT_TYPE
 from fragrance_ai.service.system import GuardSystem
 
-__all__ = ["BriefRequest", "MAX_PROMPT_CHARS", "create_app"]
+__all__ = ["MAX_PROMPT_CHARS", "BriefRequest", "create_app"]
 
 logger = logging.getLogger(__name__)
 

@@ -41,8 +41,8 @@ from pytest_guards.faults._behaviours import (
     valid,
 )
 from pytest_guards.faults._book import CallRecord, ScriptBook, ScriptedModels, json_body
-from pytest_guards.faults._format import BEHAVIOUR_JSON_SCHEMA, parse_behaviours
 from pytest_guards.faults._faulty_llm import FaultyLLM, default_base_url
+from pytest_guards.faults._format import BEHAVIOUR_JSON_SCHEMA, parse_behaviours
 from pytest_guards.faults._render import INVALID_JSON_TEXT, MALFORMED_BODY, SCHEMA_VIOLATION, Outcome, render, valid_brief
 
 if TYPE_CHECKING:

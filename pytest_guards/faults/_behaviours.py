@@ -30,6 +30,13 @@ __all__ = [
     "ScriptCursor",
     "Step",
     "UnmatchedRequestError",
+    "check_body",
+    "check_brief",
+    "check_probability",
+    "check_seconds",
+    "check_seed",
+    "check_status",
+    "check_times",
     "connection_error",
     "empty",
     "fenced",
@@ -39,17 +46,10 @@ __all__ = [
     "malformed_body",
     "prose",
     "schema_violation",
+    "show_value",
     "timeout",
     "truncated",
     "valid",
-    "check_body",
-    "check_brief",
-    "check_probability",
-    "check_seconds",
-    "check_seed",
-    "check_status",
-    "check_times",
-    "show_value",
 ]
 
 Kind = Literal[
@@ -364,7 +364,7 @@ class Script:
 class ScriptCursor:
     """Walks a script call by call. Not thread-safe on its own: :class:`ScriptBook` serialises it."""
 
-    __slots__ = ("_steps", "_step", "_used", "_rngs")
+    __slots__ = ("_rngs", "_step", "_steps", "_used")
 
     def __init__(self, script: Script) -> None:
         self._steps = script.steps

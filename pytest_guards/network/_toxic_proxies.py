@@ -178,7 +178,7 @@ class ToxicProxy:
         )
 
     def limit_data(
-        self, bytes: int, *, direction: Direction = "downstream", toxicity: float = 1.0  # noqa: A002 - toxiproxy's name
+        self, bytes: int, *, direction: Direction = "downstream", toxicity: float = 1.0
     ) -> contextlib.AbstractContextManager[str]:
         """Close the connection once ``bytes`` bytes have passed (per connection)."""
         return self.toxic("limit_data", direction=direction, toxicity=toxicity, bytes=_whole("bytes", bytes))

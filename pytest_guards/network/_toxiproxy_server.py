@@ -44,9 +44,9 @@ __all__ = [
     "ToxiproxyError",
     "ToxiproxyServer",
     "ToxiproxyUnavailable",
+    "client_call",
     "find_server_binary",
     "in_ci",
-    "client_call",
     "open_server",
 ]
 

@@ -38,9 +38,9 @@ from pytest_guards.scenarios._verdict import SAFE, UNSAFE, ScenarioResult, Verdi
 __all__ = [
     "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
-    "POLICY_FILE",
     "MISSING",
     "OPERATORS",
+    "POLICY_FILE",
     "REQUIREMENTS",
     "SAFE",
     "SCENARIO_SCHEMA",

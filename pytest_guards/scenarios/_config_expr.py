@@ -181,5 +181,6 @@ def _evaluate(node: ast.expr, refs: list[float]) -> Any:
         return -value if isinstance(node.op, ast.USub) else +value
     if isinstance(node, ast.BinOp):
         return _BINARY[type(node.op)](_evaluate(node.left, refs), _evaluate(node.right, refs))
-    assert isinstance(node, ast.Call) and isinstance(node.func, ast.Name)  # _check allowed nothing else
+    assert isinstance(node, ast.Call)
+    assert isinstance(node.func, ast.Name)
     return _FUNCTIONS[node.func.id](*(_evaluate(arg, refs) for arg in node.args))

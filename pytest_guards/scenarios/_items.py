@@ -125,7 +125,7 @@ class ScenarioItem(pytest.Item):
                 asyncio.run(self._run_in_process(parent.base_config))
         except (ScenarioFailure, pytest.fail.Exception, pytest.skip.Exception, KeyboardInterrupt):
             raise
-        except Exception as exc:  # noqa: BLE001 - say what broke in one line, not with a harness traceback
+        except Exception as exc:
             raise ScenarioFailure(
                 self.scenario, None, [f"the scenario could not run: {type(exc).__name__}: {exc}"]
             ) from exc

@@ -345,7 +345,7 @@ def _specific(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
     if error.validator == "additionalProperties" and isinstance(error.instance, dict):
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
-        return [(path + [k], f"unknown key (allowed: {allowed})") for k in extra] or [(path, message)]
+        return [([*path, k], f"unknown key (allowed: {allowed})") for k in extra] or [(path, message)]
     return [(path, message)]
 
 

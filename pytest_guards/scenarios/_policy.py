@@ -214,10 +214,7 @@ def _interval(ops: Mapping[str, Any]) -> _Interval | None:
             op, value = "range", [value, value]
         if op not in _NUMERIC_OPS:
             return None
-        if op == "range":
-            candidates = [("ge", value[0]), ("le", value[1])]
-        else:
-            candidates = [(op, value)]
+        candidates = [("ge", value[0]), ("le", value[1])] if op == "range" else [(op, value)]
         for kind, number in candidates:
             if kind in ("ge", "gt") and (number > low or (number == low and kind == "gt")):
                 low, low_in = float(number), kind == "ge"

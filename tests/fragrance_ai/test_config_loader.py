@@ -92,7 +92,8 @@ def test_unknown_key_names_path_and_line(tmp_path: Path) -> None:
     )
     [(line, key, message)] = issues_of(path)
     assert (line, key) == (3, "cache.max_sise")
-    assert "unknown key" in message and "max_size" in message
+    assert "unknown key" in message
+    assert "max_size" in message
 
 
 def test_unknown_section(tmp_path: Path) -> None:
@@ -136,7 +137,8 @@ def test_mode_naming_an_unknown_model(tmp_path: Path) -> None:
     )
     [(line, key, message)] = issues_of(path)
     assert (line, key) == (5, "modes.creative.models[1]")
-    assert "unknown model 'gpt4'" in message and "qwen, mistral, llama" in message
+    assert "unknown model 'gpt4'" in message
+    assert "qwen, mistral, llama" in message
 
 
 def test_breaker_override_for_unknown_model(tmp_path: Path) -> None:
@@ -152,7 +154,8 @@ def test_openai_backend_needs_base_url(tmp_path: Path) -> None:
 
 def test_minimum_calls_above_window(tmp_path: Path) -> None:
     [(_, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  window_size: 5\n  minimum_calls: 6\n"))
-    assert key == "circuit_breaker.minimum_calls" and "window_size" in message
+    assert key == "circuit_breaker.minimum_calls"
+    assert "window_size" in message
 
 
 def test_duplicate_keys_are_errors_not_overwrites(tmp_path: Path) -> None:
@@ -180,7 +183,9 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
 
 def test_yaml_syntax_error_has_a_line(tmp_path: Path) -> None:
     [(line, key, message)] = issues_of(write(tmp_path, "cache:\n  max_size: [1\njson_guard: {}\n"))
-    assert line is not None and key == "" and message.startswith("invalid YAML")
+    assert line is not None
+    assert key == ""
+    assert message.startswith("invalid YAML")
 
 
 def test_non_mapping_top_level_and_missing_file(tmp_path: Path) -> None:
@@ -210,7 +215,8 @@ def test_with_overrides_deep_merges_and_revalidates() -> None:
 def test_check_config_cli_ok(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["check-config", str(default_config_path())]) == 0
     out = capsys.readouterr().out
-    assert "failure_threshold: 0.4" in out and "ttl_seconds: 600" in out
+    assert "failure_threshold: 0.4" in out
+    assert "ttl_seconds: 600" in out
 
 
 def test_check_config_cli_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -228,4 +234,5 @@ def test_base_url_must_be_http(tmp_path: Path) -> None:
     [(line, key, message)] = issues_of(
         write(tmp_path, "llm:\n  models:\n    qwen: {backend: openai, base_url: 'ftp://x/v1'}\n")
     )
-    assert (line, key) == (3, "llm.models.qwen.base_url") and "http://" in message
+    assert (line, key) == (3, "llm.models.qwen.base_url")
+    assert "http://" in message

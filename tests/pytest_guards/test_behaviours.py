@@ -63,7 +63,8 @@ def test_modifiers_return_new_behaviours_with_count_and_latency() -> None:
     assert base.times(3).count == 3
     assert base.after(1.5).latency == 1.5
     assert base.with_latency(0.25).latency == 0.25
-    assert base.count is None and base.latency == 0.0  # frozen: the original is unchanged
+    assert base.count is None
+    assert base.latency == 0.0
     assert repr(base.times(3).after(1.5)) == "http_error(503, retry_after=2).times(3).after(1.5)"
     assert hash(valid(brief={"intensity": 3})) == hash(valid(brief={"intensity": 3}))
 
@@ -134,7 +135,8 @@ def test_empty_script_is_valid_forever() -> None:
 def test_a_fresh_cursor_starts_over() -> None:
     script = Script.of(timeout().times(1))
     first = script.cursor()
-    assert first.next().kind == "timeout" and first.next().kind == "valid"
+    assert first.next().kind == "timeout"
+    assert first.next().kind == "valid"
     assert script.cursor().next().kind == "timeout"
 
 
@@ -174,7 +176,8 @@ def test_valid_briefs_match_the_schema_and_vary_per_call(model: str) -> None:
 
 def test_render_valid_is_a_chat_completion_with_a_valid_brief() -> None:
     outcome = render(valid(), 4, "qwen", request={"model": "qwen2.5:7b", "messages": [{"role": "user", "content": "x" * 40}]})
-    assert outcome.kind == "response" and outcome.status == 200
+    assert outcome.kind == "response"
+    assert outcome.status == 200
     assert dict(outcome.headers)["content-type"] == "application/json"
     body = json.loads(outcome.body)
     assert body["object"] == "chat.completion"
@@ -189,7 +192,8 @@ def test_render_valid_is_a_chat_completion_with_a_valid_brief() -> None:
 
 def test_render_valid_brief_override_replaces_fields() -> None:
     brief = json.loads(content_of(render(valid(brief={"intensity": 99, "longevity": "long"}), 0, "qwen")))
-    assert brief["intensity"] == 99 and brief["longevity"] == "long"
+    assert brief["intensity"] == 99
+    assert brief["longevity"] == "long"
     assert brief["notes"] == valid_brief(0, "qwen")["notes"]
 
 
@@ -199,7 +203,8 @@ def test_render_invalid_json_and_schema_violation() -> None:
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
     wrong = json.loads(content_of(render(schema_violation(), 0, "qwen")))
-    assert wrong["intensity"] == "high" and wrong["notes"] == []
+    assert wrong["intensity"] == "high"
+    assert wrong["notes"] == []
     assert list(BRIEF.iter_errors(wrong))
 
 
@@ -209,7 +214,8 @@ def test_render_fenced_and_prose_wrap_a_valid_brief() -> None:
     assert match, fenced_text
     assert json.loads(match.group(2)) == valid_brief(2, "qwen")
     prose_text = content_of(render(prose(), 2, "qwen"))
-    assert prose_text.startswith("Sure! Here is your brief: {") and prose_text.endswith("} Enjoy.")
+    assert prose_text.startswith("Sure! Here is your brief: {")
+    assert prose_text.endswith("} Enjoy.")
     assert json.loads(prose_text[prose_text.index("{") : prose_text.rindex("}") + 1]) == valid_brief(2, "qwen")
     with pytest.raises(json.JSONDecodeError):
         json.loads(prose_text)
@@ -219,7 +225,8 @@ def test_render_truncated_is_the_first_half_of_a_valid_brief() -> None:
     outcome = render(truncated(), 5, "qwen")
     text = content_of(outcome)
     whole = content_of(render(valid(), 5, "qwen"))
-    assert whole.startswith(text) and len(text) == len(whole) // 2
+    assert whole.startswith(text)
+    assert len(text) == len(whole) // 2
     with pytest.raises(json.JSONDecodeError):
         json.loads(text)
     assert json.loads(outcome.body)["choices"][0]["finish_reason"] == "length"
@@ -375,14 +382,16 @@ def test_book_set_restarts_the_call_index_and_reset_clears_everything() -> None:
     assert book.take_call("qwen", {"a": 1})[1].status == 503
     assert book.take_call("qwen", None)[1].status == 200
     assert [c.index for c in book.calls("qwen")] == [0, 1]
-    assert book.calls("qwen")[0].request == {"a": 1} and book.calls("qwen")[0].behaviour == "http_error"
+    assert book.calls("qwen")[0].request == {"a": 1}
+    assert book.calls("qwen")[0].behaviour == "http_error"
     book.set("qwen", "timeout")  # plain data works too
     assert book.call_count("qwen") == 0
     index, outcome = book.take_call("qwen", None)
     assert (index, outcome.kind) == (0, "timeout")
     book.record_unmatched("GET http://x/")
     book.reset()
-    assert book.call_count("qwen") == 0 and book.unmatched == []
+    assert book.call_count("qwen") == 0
+    assert book.unmatched == []
     assert book.take_call("qwen", None)[1].kind == "response"
 
 

@@ -150,8 +150,10 @@ def test_expression_mistakes_are_file_errors_with_lines(tmp_path: Path) -> None:
     with pytest.raises(Exception) as caught:
         load_scenario(path)
     text = str(caught.value)
-    assert f"{path}:5:" in text and "config:circuit_breaker.timeot, which is not a config key" in text
-    assert f"{path}:6:" in text and "allows + - * / // only" in text
+    assert f"{path}:5:" in text
+    assert "config:circuit_breaker.timeot, which is not a config key" in text
+    assert f"{path}:6:" in text
+    assert "allows + - * / // only" in text
 
 
 def test_a_model_key_may_name_any_model(tmp_path: Path) -> None:

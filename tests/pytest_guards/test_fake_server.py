@@ -81,7 +81,8 @@ async def test_starts_on_a_loopback_port_and_answers_health(server: FakeLLMServe
 def test_stop_ends_the_thread_and_closes_the_port() -> None:
     fake = FakeLLMServer(["qwen"]).start()
     thread, port = fake._thread, fake.port
-    assert thread is not None and thread.is_alive()
+    assert thread is not None
+    assert thread.is_alive()
     fake.stop()
     fake.stop()  # idempotent
     assert not thread.is_alive()
@@ -201,7 +202,8 @@ async def test_the_shared_endpoint_routes_by_the_body_model(server: FakeLLMServe
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         response = await client.post(f"{server.url}/v1/chat/completions", json={**BODY, "model": "mistral"})
         unknown = await client.post(f"{server.url}/v1/chat/completions", json={**BODY, "model": "gpt-4"})
-    assert response.status_code == 502 and server.call_count("mistral") == 1
+    assert response.status_code == 502
+    assert server.call_count("mistral") == 1
     assert unknown.status_code == 501
     assert server.unmatched == [f"POST {server.url}/v1/chat/completions (body model 'gpt-4')"]
 
@@ -243,7 +245,8 @@ async def test_faulty_llm_passes_through_to_the_fake_server(server: FakeLLMServe
         async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
             response = await post(client, server)
     assert response.status_code == 518
-    assert server.call_count("qwen") == 1 and faulty.unmatched == []
+    assert server.call_count("qwen") == 1
+    assert faulty.unmatched == []
 
 
 # ----------------------------------------------------------------------------- with the real backend

@@ -25,10 +25,10 @@ from fragrance_ai.llm.backends import (
 )
 from fragrance_ai.llm.schemas import brief_schema
 from pytest_guards import FaultyLLM, UnmatchedRequestError
-from pytest_guards.faults import default_base_url
 from pytest_guards.faults import (
     Behaviour,
     connection_error,
+    default_base_url,
     empty,
     fenced,
     flaky,
@@ -157,8 +157,10 @@ async def test_timeout_raises_read_timeout_after_the_clients_read_timeout_in_vir
         with pytest.raises(httpx.ReadTimeout) as caught:
             await post(client, llm)
     assert caught.value.request.url == f"{llm.base_url('qwen')}/chat/completions"
-    assert clock.slept == [7.0] and clock() == 7.0
-    assert llm.calls("qwen")[0].outcome == "timeout" and llm.calls("qwen")[0].status is None
+    assert clock.slept == [7.0]
+    assert clock() == 7.0
+    assert llm.calls("qwen")[0].outcome == "timeout"
+    assert llm.calls("qwen")[0].status is None
 
 
 async def test_timeout_with_latency_waits_that_long_instead(llm: FaultyLLM, clock: VirtualClock) -> None:
@@ -240,7 +242,8 @@ async def test_flaky_is_reproducible_across_set(llm: FaultyLLM) -> None:
             return [(await post(client, llm)).status_code for _ in range(30)]
 
     first, second = await statuses(), await statuses()
-    assert first == second and {200, 502} == set(first)
+    assert first == second
+    assert {200, 502} == set(first)
 
 
 async def test_plain_data_scripts_work_in_set(llm: FaultyLLM) -> None:
@@ -266,7 +269,8 @@ async def test_calls_log_records_parsed_bodies_kinds_and_statuses(llm: FaultyLLM
         (1, "connection_error", "connection_error", None),
         (2, "valid", "response", 200),
     ]
-    assert calls[0].request == BODY and calls[0].model == "qwen"
+    assert calls[0].request == BODY
+    assert calls[0].model == "qwen"
     assert calls[2].request is None
 
 
@@ -279,7 +283,8 @@ async def test_set_restarts_the_index_and_reset_restores_valid(llm: FaultyLLM) -
         assert [c.index for c in llm.calls("qwen")] == [0]
         await client.get("http://127.0.0.1:9/nowhere")
         llm.reset()
-        assert llm.unmatched == [] and llm.call_count("qwen") == 0
+        assert llm.unmatched == []
+        assert llm.call_count("qwen") == 0
         assert (await post(client, llm)).status_code == 200
 
 
@@ -366,5 +371,6 @@ async def test_the_openai_backend_reads_the_text_of_content_behaviours(llm: Faul
         second = await backend.complete(CompletionRequest.from_prompt("x"))
     finally:
         await backend.aclose()
-    assert first.text.startswith("Sure! Here is your brief: {") and first.finish_reason == "stop"
+    assert first.text.startswith("Sure! Here is your brief: {")
+    assert first.finish_reason == "stop"
     assert second.finish_reason == "length"

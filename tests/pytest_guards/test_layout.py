@@ -126,8 +126,9 @@ def test_every_module_starts_with_a_docstring(path: Path) -> None:
 
 @pytest.mark.parametrize("package", [pytest_guards, faults, network, scenarios], ids=lambda m: m.__name__)
 def test_every_public_name_resolves(package: object) -> None:
-    names = getattr(package, "__all__")
-    assert names and len(names) == len(set(names))
+    names = package.__all__
+    assert names
+    assert len(names) == len(set(names))
     missing = [name for name in names if not hasattr(package, name)]
     assert not missing
 

@@ -20,10 +20,12 @@ def test_it_serves_the_app_on_loopback_and_closes_the_system_on_stop(
     with LiveService(config) as service:
         assert service.url.startswith("http://127.0.0.1:")
         brief = httpx.post(f"{service.url}/v1/briefs", json={"prompt": "a summer citrus"}, timeout=10)
-        assert brief.status_code == 200 and brief.json()["source"] == "model"
+        assert brief.status_code == 200
+        assert brief.json()["source"] == "model"
         assert fake_llm_server.call_count(brief.json()["model"]) == 1
         client = service.system._owned_client
-        assert client is not None and not client.is_closed
+        assert client is not None
+        assert not client.is_closed
     assert client.is_closed  # the app's lifespan shutdown ran
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{service.url}/health/guards", timeout=2)

@@ -39,9 +39,11 @@ def test_a_bound_judges_a_setting_and_names_key_bound_found_and_reason() -> None
     assert line.startswith("config json_guard.max_retries: expected >= 3, found 1 (policy: at least 3 re-asks")
     assert line.endswith(f"; {bound.where})")
     too_many = bound.judge({"json_guard": {"max_retries": 11}})
-    assert too_many is not None and "expected <= 10, found 11" in too_many
+    assert too_many is not None
+    assert "expected <= 10, found 11" in too_many
     absent = bound.judge({})
-    assert absent is not None and "but it is absent" in absent
+    assert absent is not None
+    assert "but it is absent" in absent
 
 
 @pytest.mark.parametrize(
@@ -91,7 +93,8 @@ def test_a_team_policy_replaces_bounds_key_by_key_and_keeps_the_rest(tmp_path: P
     assert merged.sources == ("shipped policy.yaml", str(path))
     assert not merged.loosened
     size = next(b for b in merged.bounds if b.key == "cache.max_size")
-    assert size.spec() == {"ge": 100, "le": 2000} and size.where == f"{path}:2"
+    assert size.spec() == {"ge": 100, "le": 2000}
+    assert size.where == f"{path}:2"
     assert len(merged.bounds) == len(shipped_policy().bounds)
     report = merged.to_dict()
     assert json.loads(json.dumps(report))["loosened"] == []

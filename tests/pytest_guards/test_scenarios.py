@@ -74,7 +74,8 @@ def test_one_scenario_per_item_passing_is_safe_to_promote(guards: pytest.Pyteste
         ]
     )
     report = json.loads((guards.path / "out.json").read_text())
-    assert report["safe"] is True and report["verdict"] == "SAFE TO PROMOTE TO PRODUCTION"
+    assert report["safe"] is True
+    assert report["verdict"] == "SAFE TO PROMOTE TO PRODUCTION"
     assert {s["id"] for s in report["scenarios"]} == {"jg-ok", "cb-ok", "cache-ok", "hc-ok"}
     assert all(s["outcome"] == "passed" for s in report["scenarios"])
 
@@ -170,7 +171,9 @@ def test_failure_reads_like_a_checklist_line(guards: pytest.Pytester) -> None:
         ]
     )
     out = result.stdout.str()
-    assert "Traceback" not in out and "def runtest" not in out and "_scenario_run.py" not in out
+    assert "Traceback" not in out
+    assert "def runtest" not in out
+    assert "_scenario_run.py" not in out
     assert "brief.intensity" not in out  # the holding check is not reported
 
 
@@ -278,7 +281,8 @@ def test_skip_markers_and_huge_numbers_are_refused_clearly(guards: pytest.Pytest
     result = run(guards)
     result.assert_outcomes(failed=3)
     out = result.stdout.str()
-    assert "Traceback" not in out and "INTERNALERROR" not in out
+    assert "Traceback" not in out
+    assert "INTERNALERROR" not in out
     result.stdout.fnmatch_lines_random(
         [
             esc("*a.scenario.yaml:4:*markers[0]: 'xfail' should not be valid under*"),

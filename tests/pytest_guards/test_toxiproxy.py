@@ -96,7 +96,8 @@ def test_a_launched_server_listens_on_loopback_and_is_stopped_by_close() -> None
         pytest.skip(f"no toxiproxy-server; {INSTALL_HINT}")
     server = ToxiproxyServer.launch(binary)
     process = server.process
-    assert process is not None and server.owned
+    assert process is not None
+    assert server.owned
     assert server.url.startswith("http://127.0.0.1:")
     server.close()
     assert process.returncode is not None
@@ -108,9 +109,11 @@ def test_an_unreachable_url_is_unavailable_after_a_bounded_poll() -> None:
     clock = VirtualClock()
     with pytest.raises(ToxiproxyUnavailable) as info:
         ToxiproxyServer.connect(f"http://127.0.0.1:{closed_port()}", start_timeout=2, clock=clock, sleep=clock.sleep)
-    assert "within 2s" in str(info.value) and "install_toxiproxy.sh" in str(info.value)
+    assert "within 2s" in str(info.value)
+    assert "install_toxiproxy.sh" in str(info.value)
     assert 2 <= clock.now() < 2.1
-    assert clock.slept and max(clock.slept) <= 0.05
+    assert clock.slept
+    assert max(clock.slept) <= 0.05
 
 
 @pytest.mark.parametrize("url", ["ftp://127.0.0.1:8474", "http://127.0.0.1:99999", "http://:8474"])
@@ -120,9 +123,8 @@ def test_a_malformed_url_is_unavailable_saying_what_was_expected(url: str) -> No
 
 
 def test_a_server_that_is_not_toxiproxy_is_refused_at_once() -> None:
-    with FakeLLMServer(["qwen"]) as other:
-        with pytest.raises(ToxiproxyUnavailable, match="not a Toxiproxy server|answered 501"):
-            ToxiproxyServer.connect(other.url, start_timeout=5)
+    with FakeLLMServer(["qwen"]) as other, pytest.raises(ToxiproxyUnavailable, match="not a Toxiproxy server|answered 501"):
+        ToxiproxyServer.connect(other.url, start_timeout=5)
 
 
 def test_a_binary_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -158,7 +160,8 @@ def test_no_binary_and_no_url_says_how_to_install(tmp_path: Path, monkeypatch: p
         open_server(None, [tmp_path])
     message = str(info.value)
     assert "no toxiproxy-server found" in message
-    assert "scripts/install_toxiproxy.sh" in message and "--toxiproxy-url" in message
+    assert "scripts/install_toxiproxy.sh" in message
+    assert "--toxiproxy-url" in message
 
 
 @pytest.mark.parametrize(("value", "expected"), [("true", True), ("TRUE", True), ("1", True), ("", False), ("false", False)])
@@ -209,7 +212,8 @@ def test_a_proxy_listens_on_loopback_in_front_of_the_fake_server(
     toxic_proxy: ToxicProxies, fake_llm_server: FakeLLMServer
 ) -> None:
     proxy = toxic_proxy()
-    assert proxy.host == "127.0.0.1" and proxy.port > 0
+    assert proxy.host == "127.0.0.1"
+    assert proxy.port > 0
     assert proxy.upstream == f"127.0.0.1:{fake_llm_server.port}"
     assert httpx.get(f"{proxy.url}/health", timeout=5).json()["models"] == list(fake_llm_server.models)
     assert proxy.base_url("qwen") == f"{proxy.url}/qwen/v1"
@@ -222,7 +226,8 @@ def test_names_are_unique_per_test_and_any_upstream_can_be_proxied(
     made = [toxic_proxy(), toxic_proxy(fake_llm_server.url), toxic_proxy(f"127.0.0.1:{fake_llm_server.port}", label="x")]
     names = [p.name for p in made]
     assert len(set(names)) == 3
-    assert all(name.startswith(toxic_proxy.prefix) for name in names) and names[2].endswith("-x")
+    assert all(name.startswith(toxic_proxy.prefix) for name in names)
+    assert names[2].endswith("-x")
     assert {p.upstream for p in made} == {f"127.0.0.1:{fake_llm_server.port}"}
     assert set(names) <= set(toxiproxy.proxies())
     other = ToxicProxies(toxiproxy, "some::other_test")
@@ -288,9 +293,8 @@ def test_bad_toxic_arguments_are_refused_before_any_call(
     toxic_proxy: ToxicProxies, call: Callable[[ToxicProxy], object], message: str
 ) -> None:
     proxy = toxic_proxy()
-    with pytest.raises(ValueError, match=message):
-        with call(proxy):  # type: ignore[attr-defined]
-            pass
+    with pytest.raises(ValueError, match=message), call(proxy):  # type: ignore[attr-defined]
+        pass
     assert proxy.toxics() == {}
 
 
@@ -322,7 +326,8 @@ def test_an_existing_proxy_gets_toxics_but_is_never_deleted(toxiproxy: Toxiproxy
         borrowed.add("latency", latency=5)
         assert list(made.toxics()) == ["latency_downstream_1"]
         borrower.close()
-        assert made.name in toxiproxy.proxies() and made.toxics() == {}
+        assert made.name in toxiproxy.proxies()
+        assert made.toxics() == {}
         with pytest.raises(ToxiproxyError, match=f"no proxy named 'nope' on {toxiproxy.url}"):
             borrower.existing("nope")
     finally:

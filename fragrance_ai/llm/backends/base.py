@@ -296,5 +296,5 @@ def _http_date(value: str) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if parsed.tzinfo is None:  # RFC 9110 dates are GMT; an obsolete form may parse as naive
-        return parsed.replace(tzinfo=datetime.timezone.utc).timestamp()
+        return parsed.replace(tzinfo=datetime.UTC).timestamp()
     return parsed.timestamp()

@@ -124,7 +124,8 @@ def test_get_moves_key_to_most_recently_used_and_full_cache_evicts_lru(clock: Vi
     assert all(k in cache for k in "acd")
     assert cache.evictions == 1
     cache.set("e", "e")  # c is now the least recently used
-    assert "c" not in cache and cache.evictions == 2
+    assert "c" not in cache
+    assert cache.evictions == 2
 
 
 def test_update_moves_key_to_most_recently_used_without_evicting(clock: VirtualClock) -> None:
@@ -132,9 +133,11 @@ def test_update_moves_key_to_most_recently_used_without_evicting(clock: VirtualC
     cache.set("a", 1)
     cache.set("b", 1)
     cache.set("a", 2)  # update: no eviction, a becomes MRU
-    assert cache.evictions == 0 and len(cache) == 2
+    assert cache.evictions == 0
+    assert len(cache) == 2
     cache.set("c", 1)
-    assert "b" not in cache and cache.get("a") == 2
+    assert "b" not in cache
+    assert cache.get("a") == 2
 
 
 def test_contains_touches_neither_lru_order_nor_counters(clock: VirtualClock) -> None:
@@ -151,7 +154,8 @@ def test_every_insert_into_a_full_cache_counts_one_eviction(clock: VirtualClock)
     cache = make(clock, max_size=10)
     for i in range(25):
         cache.set(i, i)
-    assert len(cache) == 10 and cache.evictions == 15
+    assert len(cache) == 10
+    assert cache.evictions == 15
     assert [k for k in range(25) if k in cache] == list(range(15, 25))
 
 
@@ -164,7 +168,8 @@ def test_full_cache_drops_expired_entries_before_evicting_fresh_ones(clock: Virt
     clock.advance(5)  # a and b expired, c is fresh
     cache.set("d", 1)
     assert (cache.evictions, cache.expirations) == (0, 2)
-    assert "c" in cache and "d" in cache
+    assert "c" in cache
+    assert "d" in cache
 
 
 # -- counters, stats, delete, clear ------------------------------------------------------------------
@@ -204,7 +209,8 @@ def test_delete_and_clear(clock: VirtualClock) -> None:
     cache.set("c", 1)
     cache.get("c")
     cache.clear()
-    assert len(cache) == 0 and "c" not in cache
+    assert len(cache) == 0
+    assert "c" not in cache
     assert cache.hits == 1  # counters feed Prometheus counters: clear() does not reset them
 
 
@@ -254,7 +260,8 @@ def test_cleanup_skips_entries_whose_ttl_was_refreshed(clock: VirtualClock) -> N
     cache.set("a", 2)  # a's deadline moves from 10 to 16
     clock.advance(4)
     assert cache.cleanup_expired() == 1
-    assert "a" in cache and "b" not in cache
+    assert "a" in cache
+    assert "b" not in cache
 
 
 def test_maybe_cleanup_runs_only_once_cleanup_interval_has_passed(clock: VirtualClock) -> None:
@@ -286,13 +293,16 @@ def test_all_caches_share_one_cleanup_thread_which_exits_when_the_last_closes(
 ) -> None:
     caches: list[LRUCacheWithTTL[str, str]] = [LRUCacheWithTTL(clock=clock) for _ in range(20)]
     thread = scheduler.thread
-    assert thread is not None and thread.is_alive() and thread.daemon
+    assert thread is not None
+    assert thread.is_alive()
+    assert thread.daemon
     assert all(scheduler.thread is thread for _ in caches)
     assert scheduler.live_count() == 20
     for cache in caches[:-1]:
         cache.close()
     caches[0].close()  # idempotent
-    assert scheduler.live_count() == 1 and thread.is_alive()
+    assert scheduler.live_count() == 1
+    assert thread.is_alive()
     with caches[-1]:
         pass  # the context manager closes the cache
     assert caches[-1].closed
@@ -305,7 +315,8 @@ def test_all_caches_share_one_cleanup_thread_which_exits_when_the_last_closes(
     # the next registration starts a fresh thread
     again: LRUCacheWithTTL[str, str]
     with LRUCacheWithTTL(clock=clock) as again:
-        assert scheduler.thread is not None and scheduler.thread is not thread
+        assert scheduler.thread is not None
+        assert scheduler.thread is not thread
         restarted = scheduler.thread
     assert again.closed
     restarted.join(JOIN)
@@ -316,7 +327,8 @@ def test_dropped_cache_is_collected_and_forgotten(scheduler: lru_cache._Schedule
     cache: LRUCacheWithTTL[str, str] | None = LRUCacheWithTTL(clock=clock)
     ref = weakref.ref(cache)
     thread = scheduler.thread
-    assert thread is not None and scheduler.live_count() == 1
+    assert thread is not None
+    assert scheduler.live_count() == 1
     cache = None
     gc.collect()
     assert ref() is None, "the cleanup scheduler must not keep a cache alive"
@@ -421,7 +433,8 @@ def test_twenty_threads_missing_together_call_the_factory_once(clock: VirtualClo
     assert len(calls) == 1
     assert results == ["value"] * 20
     assert cache.get("k") == "value"
-    assert cache.misses == 20 and cache.coalesced == 19
+    assert cache.misses == 20
+    assert cache.coalesced == 19
 
 
 def test_a_failing_factory_fails_every_waiter_and_caches_nothing(clock: VirtualClock) -> None:
@@ -581,7 +594,8 @@ def test_bad_arguments_are_rejected_with_name_and_value(kwargs: dict[str, Any], 
     with pytest.raises(ValueError) as info:
         LRUCacheWithTTL(start_cleanup=False, **kwargs)
     message = str(info.value)
-    assert name in message and repr(kwargs[name]) in message
+    assert name in message
+    assert repr(kwargs[name]) in message
 
 
 # -- the checklist's verification script ------------------------------------------------------------
@@ -622,10 +636,13 @@ def test_concurrent_mixed_use_keeps_counters_and_structure_consistent(clock: Vir
         t.join(JOIN)
     assert not any(t.is_alive() for t in threads)
     assert cache.hits + cache.misses == 8 * gets_per_thread
-    assert cache.hits > 0 and cache.evictions > 0 and cache.expirations > 0
+    assert cache.hits > 0
+    assert cache.evictions > 0
+    assert cache.expirations > 0
     assert len(cache) <= 50
     # the LRU and the deadline orders must always hold the same entries
-    assert list(cache._data) and set(cache._data) == set(cache._expiry)
+    assert list(cache._data)
+    assert set(cache._data) == set(cache._expiry)
     deadlines = [entry[1] for entry in cache._expiry.values()]
     assert deadlines == sorted(deadlines)
 
@@ -649,8 +666,10 @@ async def test_every_waiter_gets_a_loaded_value_the_cache_does_not_store(clock: 
     await asyncio.sleep(0)
     release.set()
     first, second = await asyncio.gather(leader, waiter)
-    assert first == Fetched("fallback", "loaded") and second == Fetched("fallback", "joined")
-    assert calls == [1] and "k" not in cache
+    assert first == Fetched("fallback", "loaded")
+    assert second == Fetched("fallback", "joined")
+    assert calls == [1]
+    assert "k" not in cache
 
 
 async def test_a_detached_load_survives_its_first_caller_giving_up(clock: VirtualClock) -> None:
@@ -670,7 +689,8 @@ async def test_a_detached_load_survives_its_first_caller_giving_up(clock: Virtua
     quitter.cancel()
     release.set()
     assert await stayer == Fetched("value", "joined")
-    assert calls == [1] and cache.get("k") == "value"
+    assert calls == [1]
+    assert cache.get("k") == "value"
 
 
 def test_get_or_load_stores_only_storable_values(clock: VirtualClock) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from types import SimpleNamespace
@@ -86,7 +87,8 @@ def half_open(breaker: CircuitBreaker, clock: VirtualClock) -> None:
 def test_invalid_arguments_name_the_argument_and_value(kwargs: dict[str, Any], name: str, shown: str) -> None:
     with pytest.raises(ValueError) as info:
         CircuitBreaker(**kwargs)
-    assert name in str(info.value) and shown in str(info.value)
+    assert name in str(info.value)
+    assert shown in str(info.value)
 
 
 def test_defaults_match_the_checklist() -> None:
@@ -117,7 +119,8 @@ def test_opens_only_when_the_rate_is_strictly_above_the_threshold() -> None:
     clock = VirtualClock()
     b = make(clock, failure_threshold=0.5)
     run(b, "SSSSSFFFFF")  # 10 calls, exactly 50%: not above
-    assert b.state == "closed" and b.failure_rate == 0.5
+    assert b.state == "closed"
+    assert b.failure_rate == 0.5
     run(b, "F")  # 6/11
     assert b.state == "open"
     assert b.opened_total == 1
@@ -137,10 +140,12 @@ def test_sliding_window_forgets_old_failures_and_is_not_cumulative() -> None:
     b = make(clock, failure_threshold=0.5)
     run(b, "SSSSSFFFFF")  # 5 failures ...
     run(b, "S" * 20)  # ... pushed out of the window of 20
-    assert b.failure_rate == 0.0 and b.window_calls == 20
+    assert b.failure_rate == 0.0
+    assert b.window_calls == 20
     # had the 5 old failures stayed, this would be 15/20 and open
     run(b, "F" * 10)
-    assert b.state == "closed" and b.failure_rate == 0.5
+    assert b.state == "closed"
+    assert b.failure_rate == 0.5
     # cumulatively 16/41 would stay closed; the window says 11/20
     run(b, "F")
     assert b.state == "open"
@@ -159,7 +164,8 @@ def test_alternating_success_first_pattern_is_a_true_fifty_percent(threshold: fl
         assert b.requests_total == 10  # the first failure judged with 10 calls in the window: 5/10 > 0.4
     else:
         assert b.state == "closed"
-        assert b.requests_total == 100 and b.failure_rate == 0.5
+        assert b.requests_total == 100
+        assert b.failure_rate == 0.5
 
 
 # ---------------------------------------------------------------------------------------- open
@@ -174,10 +180,13 @@ def test_open_rejects_without_calling_and_says_when_to_retry() -> None:
     with pytest.raises(CircuitBreakerOpenError) as info:
         b.call(called.append, 1)
     assert called == []
-    assert info.value.model == "qwen" and info.value.retry_after == 45.0
-    assert "qwen" in str(info.value) and "45.0s" in str(info.value)
+    assert info.value.model == "qwen"
+    assert info.value.retry_after == 45.0
+    assert "qwen" in str(info.value)
+    assert "45.0s" in str(info.value)
     assert b.retry_after() == 45.0
-    assert b.rejected_total == 1 and b.requests_total == 10
+    assert b.rejected_total == 1
+    assert b.requests_total == 10
 
 
 async def test_open_rejects_async_calls_without_awaiting() -> None:
@@ -191,7 +200,8 @@ async def test_open_rejects_async_calls_without_awaiting() -> None:
 
     with pytest.raises(CircuitBreakerOpenError):
         await b.acall(afunc)
-    assert called == [] and b.rejected_total == 1
+    assert called == []
+    assert b.rejected_total == 1
 
 
 def test_half_open_comes_lazily_exactly_at_the_timeout() -> None:
@@ -251,7 +261,8 @@ def test_fifty_threads_in_half_open_only_half_open_requests_get_through() -> Non
     for t in threads:
         t.join(JOIN_TIMEOUT)
     assert not any(t.is_alive() for t in threads)
-    assert len(admitted) == 3 and len(rejected) == 47
+    assert len(admitted) == 3
+    assert len(rejected) == 47
     assert all(e.state == "half_open" and e.retry_after == 0.0 for e in rejected)
     assert b.rejected_total == 47
     assert b.state == "half_open"  # 3 successes of the 5 needed
@@ -292,7 +303,8 @@ async def test_fifty_tasks_in_half_open_only_half_open_requests_get_through() ->
     assert (admitted, rejected) == (3, 47)
     assert b.state == "half_open"
     # the slots were released: the two successes still needed get through now
-    assert await b.acall(trial) == "ok" and await b.acall(trial) == "ok"
+    assert await b.acall(trial) == "ok"
+    assert await b.acall(trial) == "ok"
     assert b.state == "closed"
 
 
@@ -302,7 +314,8 @@ def test_failure_in_half_open_reopens_with_a_fresh_timeout() -> None:
     half_open(b, clock)  # opened at t=0, half-open at t=60
     clock.advance(10)  # t=70
     run(b, "F")
-    assert b.state == "open" and b.opened_total == 2
+    assert b.state == "open"
+    assert b.opened_total == 2
     assert b.retry_after() == 60.0
     clock.advance(59.9)
     assert b.state == "open"
@@ -318,7 +331,8 @@ def test_success_threshold_successes_close_with_a_clean_window() -> None:
     assert b.state == "half_open"
     run(b, "S")
     assert b.state == "closed"
-    assert b.window_calls == 0 and b.failure_rate == 0.0
+    assert b.window_calls == 0
+    assert b.failure_rate == 0.0
     run(b, "F" * 9)  # the old failures are gone: minimum_calls must be reached again
     assert b.state == "closed"
     run(b, "F")
@@ -336,7 +350,8 @@ async def test_cancellation_in_half_open_is_ignored_and_frees_the_slot() -> None
 
     with pytest.raises(asyncio.CancelledError):
         await b.acall(cancelled)
-    assert b.state == "half_open" and b.failures_total == failures
+    assert b.state == "half_open"
+    assert b.failures_total == failures
 
     def interrupted() -> None:
         raise KeyboardInterrupt
@@ -367,7 +382,8 @@ async def test_a_real_task_cancellation_frees_the_slot() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert b.state == "half_open"
-    assert b.call(ok) == "ok" and b.state == "closed"
+    assert b.call(ok) == "ok"
+    assert b.state == "closed"
 
 
 def test_is_failure_filters_what_counts() -> None:
@@ -384,13 +400,16 @@ def test_is_failure_filters_what_counts() -> None:
     for _ in range(30):
         with pytest.raises(ValueError):
             b.call(bad_request)
-    assert b.state == "closed" and b.failures_total == 0 and b.window_calls == 0
+    assert b.state == "closed"
+    assert b.failures_total == 0
+    assert b.window_calls == 0
     assert b.requests_total == 30
     half_open(b, clock)
     with pytest.raises(ValueError):
         b.call(bad_request)  # ignored: neither reopens nor closes, and frees the slot
     assert b.state == "half_open"
-    assert b.call(ok) == "ok" and b.state == "closed"
+    assert b.call(ok) == "ok"
+    assert b.state == "closed"
 
 
 # ------------------------------------------------------------------------------- generations
@@ -518,7 +537,8 @@ def test_counters_move() -> None:
     run(b, "F" * 6)  # 7/9: below minimum_calls
     assert b.state == "closed"
     run(b, "F")  # 8/10
-    assert b.state == "open" and b.opened_total == 1
+    assert b.state == "open"
+    assert b.opened_total == 1
     with pytest.raises(CircuitBreakerOpenError):
         b.call(ok)
     assert (b.requests_total, b.failures_total, b.rejected_total) == (10, 8, 1)
@@ -532,10 +552,8 @@ def test_threads_hammering_a_closed_breaker_keep_exact_counts() -> None:
     def worker() -> None:
         barrier.wait()
         for i in range(per):
-            try:
+            with contextlib.suppress(Boom):
                 b.call(fail if i % 4 == 0 else ok)
-            except Boom:
-                pass
 
     threads = [threading.Thread(target=worker) for _ in range(n)]
     for t in threads:
@@ -543,7 +561,8 @@ def test_threads_hammering_a_closed_breaker_keep_exact_counts() -> None:
     for t in threads:
         t.join(JOIN_TIMEOUT)
     assert not any(t.is_alive() for t in threads)
-    assert b.requests_total == n * per and b.failures_total == n * per // 4
+    assert b.requests_total == n * per
+    assert b.failures_total == n * per // 4
     assert b.failure_rate == pytest.approx(0.25)
 
 
@@ -551,7 +570,9 @@ def test_disabled_breaker_never_opens_but_counts() -> None:
     clock = VirtualClock()
     b = make(clock, enabled=False)
     run(b, "F" * 30)
-    assert b.state == "closed" and b.failures_total == 30 and b.opened_total == 0
+    assert b.state == "closed"
+    assert b.failures_total == 30
+    assert b.opened_total == 0
     assert b.failure_rate == 1.0
 
 
@@ -612,14 +633,16 @@ def test_no_downshift_without_auto_downshift() -> None:
     clock = VirtualClock()
     m = LLMCircuitBreakerManager(config(auto_downshift=False), clock=clock)
     trip(m.breakers["qwen"])
-    assert m.mode_controller.mode == "creative" and m.mode_controller.downshift_requests_total == 0
+    assert m.mode_controller.mode == "creative"
+    assert m.mode_controller.downshift_requests_total == 0
 
 
 def test_disabled_config_breakers_never_open() -> None:
     clock = VirtualClock()
     m = LLMCircuitBreakerManager(config(enabled=False), clock=clock)
     run(m.breakers["qwen"], "F" * 40)
-    assert m.all_closed() and m.mode_controller.mode == "creative"
+    assert m.all_closed()
+    assert m.mode_controller.mode == "creative"
     assert m.breakers["qwen"].failures_total == 40
 
 
@@ -630,18 +653,22 @@ def test_manager_api() -> None:
         config(), clock=clock, metrics_listeners=[lambda br, old, new: metrics.append((br.model, old, new))]
     )
     assert list(m.breakers) == ["qwen", "mistral", "llama"]
-    assert m.breakers["qwen"].failure_threshold == 0.4 and m.breakers["mistral"].failure_threshold == 0.5
+    assert m.breakers["qwen"].failure_threshold == 0.4
+    assert m.breakers["mistral"].failure_threshold == 0.5
     assert m.get_breaker("qwen") is m.breakers["qwen"]
-    assert m.get_breaker("gpt-9") is None and m.is_available("gpt-9") is False
+    assert m.get_breaker("gpt-9") is None
+    assert m.is_available("gpt-9") is False
     assert m.all_closed()
     trip(m.breakers["mistral"])
-    assert m.is_available("qwen") and not m.is_available("mistral")
+    assert m.is_available("qwen")
+    assert not m.is_available("mistral")
     assert m.get_available_models() == ["qwen", "llama"]
     assert m.states() == {"qwen": "closed", "mistral": "open", "llama": "closed"}
     assert not m.all_closed()
     assert metrics == [("mistral", "closed", "open")]
     clock.advance(60)
-    assert m.is_available("mistral") and m.states()["mistral"] == "half_open"
+    assert m.is_available("mistral")
+    assert m.states()["mistral"] == "half_open"
     assert metrics[-1] == ("mistral", "open", "half_open")
 
 
@@ -666,7 +693,8 @@ def test_an_open_breaker_holds_the_mode_down() -> None:
     trip(m.breakers["qwen"])
     clock.advance(30)
     assert m.states()["qwen"] == "open"
-    assert m.evaluate_upshift() is None and m.mode_controller.mode == "balanced"
+    assert m.evaluate_upshift() is None
+    assert m.mode_controller.mode == "balanced"
 
 
 def test_a_half_open_breaker_no_mode_calls_does_not_pin_the_mode_down() -> None:

@@ -113,10 +113,13 @@ def test_valid_answer_is_accepted_without_sleeping_or_reasking(make_guard: Calla
     regenerate = Script([])
     result = guard.guard(VALID, BRIEF_SCHEMA, regenerate=regenerate)
     assert result == GuardResult(BRIEF, "model", 1, ())
-    assert regenerate.calls == 0 and clock.slept == []
+    assert regenerate.calls == 0
+    assert clock.slept == []
     assert guard.parse_with_retry(VALID, BRIEF_SCHEMA) == BRIEF
     snap = guard.snapshot()
-    assert snap.requests_total == 2 and snap.retry_histogram == (2, 0, 0, 0) and snap.fallbacks_total == 0
+    assert snap.requests_total == 2
+    assert snap.retry_histogram == (2, 0, 0, 0)
+    assert snap.fallbacks_total == 0
     assert sum(snap.parse_failures.values()) == 0
 
 
@@ -133,14 +136,16 @@ def test_nan_and_infinity_are_rejected(make_guard: Callable[..., JSONHardGuard],
 
 def test_number_overflowing_to_infinity_is_rejected(make_guard: Callable[..., JSONHardGuard]) -> None:
     result = make_guard().guard('{"x": 1e999}', {"type": "object"})
-    assert result.errors[0].reason == "invalid_json" and "infinity" in result.errors[0].message
+    assert result.errors[0].reason == "invalid_json"
+    assert "infinity" in result.errors[0].message
 
 
 @pytest.mark.parametrize("answer", ['{"notes": ["a"], "notes": ["b"]}', '{"a": {"notes": 1, "notes": 1}}'])
 def test_duplicate_keys_are_rejected_naming_the_key(make_guard: Callable[..., JSONHardGuard], answer: str) -> None:
     result = make_guard().guard(answer, {"type": "object"})
     assert result.source == "fallback"
-    assert result.errors[0].reason == "duplicate_key" and "'notes'" in result.errors[0].message
+    assert result.errors[0].reason == "duplicate_key"
+    assert "'notes'" in result.errors[0].message
 
 
 @pytest.mark.parametrize(
@@ -162,7 +167,8 @@ def test_unusable_answers_get_the_right_reason(make_guard: Callable[..., JSONHar
 
 def test_non_string_answer_is_rejected_not_crashed_on(make_guard: Callable[..., JSONHardGuard]) -> None:
     result = make_guard().guard(None, BRIEF_SCHEMA)  # type: ignore[arg-type]
-    assert result.source == "fallback" and result.errors[0].reason == "no_json_found"
+    assert result.source == "fallback"
+    assert result.errors[0].reason == "no_json_found"
     assert "NoneType" in result.errors[0].message
 
 
@@ -220,11 +226,14 @@ def test_reask_sends_the_parse_error_and_accepts_the_second_answer(
     assert (result.source, result.value, result.attempts, result.retries) == ("model", BRIEF, 2, 1)
     assert [e.reason for e in result.errors] == ["invalid_json"]
     assert regenerate.calls == 1
-    assert "invalid JSON" in regenerate.feedback[0] and "line 1 column" in regenerate.feedback[0]
+    assert "invalid JSON" in regenerate.feedback[0]
+    assert "line 1 column" in regenerate.feedback[0]
     assert clock.slept == [1.0 + random.Random(SEED).uniform(0, 0.5)]
     snap = guard.snapshot()
-    assert snap.retry_histogram == (0, 1, 0, 0) and snap.retries_total == 1
-    assert snap.parse_failures["invalid_json"] == 1 and snap.fallbacks_total == 0
+    assert snap.retry_histogram == (0, 1, 0, 0)
+    assert snap.retries_total == 1
+    assert snap.parse_failures["invalid_json"] == 1
+    assert snap.fallbacks_total == 0
 
 
 def test_reask_feedback_names_schema_errors_by_json_path(make_guard: Callable[..., JSONHardGuard]) -> None:
@@ -247,21 +256,27 @@ def test_reported_schema_errors_are_capped_with_and_n_more(make_guard: Callable[
         "and 3 more",
     )
     feedback = regenerate.feedback[0]
-    assert feedback.count("- $.") == 2 and "- and 3 more" in feedback
+    assert feedback.count("- $.") == 2
+    assert "- and 3 more" in feedback
 
 
 def test_exhausted_reasks_fall_back_and_move_the_counters(make_guard: Callable[..., JSONHardGuard]) -> None:
     guard = make_guard()
     regenerate = Script(["nope", brief_with(intensity=500), '{"a": 1, "a": 2}'])
     result = guard.guard("{", BRIEF_SCHEMA, regenerate=regenerate)
-    assert result.source == "fallback" and result.stop_reason == "max_retries"
+    assert result.source == "fallback"
+    assert result.stop_reason == "max_retries"
     assert result.value == default_fallback()
-    assert result.value["error"] is True and result.value["description"] == KOREAN_FALLBACK_TEXT
-    assert result.attempts == 4 and regenerate.calls == 3
+    assert result.value["error"] is True
+    assert result.value["description"] == KOREAN_FALLBACK_TEXT
+    assert result.attempts == 4
+    assert regenerate.calls == 3
     assert [e.reason for e in result.errors] == ["invalid_json", "no_json_found", "schema_violation", "duplicate_key"]
     assert [e.attempt for e in result.errors] == [1, 2, 3, 4]
     snap = guard.snapshot()
-    assert snap.fallbacks_total == 1 and snap.requests_total == 1 and snap.retries_total == 3
+    assert snap.fallbacks_total == 1
+    assert snap.requests_total == 1
+    assert snap.retries_total == 3
     assert snap.retry_histogram == (0, 0, 0, 1)
     assert {k: v for k, v in snap.parse_failures.items() if v} == {
         "invalid_json": 1, "no_json_found": 1, "schema_violation": 1, "duplicate_key": 1,
@@ -275,7 +290,8 @@ def test_without_regenerate_the_answer_is_judged_once(make_guard: Callable[..., 
     guard = make_guard(max_retries=5)
     result = guard.guard('{"description": 1}', BRIEF_SCHEMA)
     assert (result.source, result.attempts, result.stop_reason) == ("fallback", 1, "no_regenerate")
-    assert len(loads.texts) == 1 and clock.slept == []
+    assert len(loads.texts) == 1
+    assert clock.slept == []
     assert guard.snapshot().retry_histogram == (1, 0, 0, 0, 0, 0)
 
 
@@ -302,7 +318,8 @@ def test_regenerate_returning_a_non_string_is_a_failed_attempt(make_guard: Calla
     regenerate = Script([{"not": "text"}, VALID])
     result = make_guard().guard("{", BRIEF_SCHEMA, regenerate=regenerate)
     assert result.source == "model"
-    assert result.errors[1].reason == "regenerate_error" and "dict" in result.errors[1].message
+    assert result.errors[1].reason == "regenerate_error"
+    assert "dict" in result.errors[1].message
 
 
 def test_async_regenerate_given_to_the_sync_guard_is_reported_and_closed(
@@ -313,7 +330,8 @@ def test_async_regenerate_given_to_the_sync_guard_is_reported_and_closed(
 
     result = make_guard(max_retries=1).guard("{", BRIEF_SCHEMA, regenerate=regenerate)  # type: ignore[arg-type]
     gc.collect()
-    assert result.errors[1].reason == "regenerate_error" and "aguard" in result.errors[1].message
+    assert result.errors[1].reason == "regenerate_error"
+    assert "aguard" in result.errors[1].message
     assert not [w for w in recwarn if "never awaited" in str(w.message)]
 
 
@@ -325,8 +343,10 @@ def test_assertion_error_from_regenerate_propagates(make_guard: Callable[..., JS
     with pytest.raises(AllMockedAssertionError):
         guard.guard("{", BRIEF_SCHEMA, regenerate=Script([AllMockedAssertionError("no route")]))
     snap = guard.snapshot()
-    assert snap.requests_total == 1 and snap.parse_failures["regenerate_error"] == 0
-    assert snap.parse_failures["invalid_json"] == 1 and snap.fallbacks_total == 0
+    assert snap.requests_total == 1
+    assert snap.parse_failures["regenerate_error"] == 0
+    assert snap.parse_failures["invalid_json"] == 1
+    assert snap.fallbacks_total == 0
 
 
 def test_keyboard_interrupt_from_regenerate_propagates(make_guard: Callable[..., JSONHardGuard]) -> None:
@@ -363,7 +383,8 @@ def test_deadline_stops_reasking_and_falls_back(make_guard: Callable[..., JSONHa
     regenerate = Script(["{"] * 10)
     result = guard.guard("{", BRIEF_SCHEMA, regenerate=regenerate)
     # waits 1 (t=1) and 2 (t=3); the next wait of 4 would end at t=7, past the deadline of 5
-    assert clock.slept == [1.0, 2.0] and regenerate.calls == 2
+    assert clock.slept == [1.0, 2.0]
+    assert regenerate.calls == 2
     assert (result.source, result.stop_reason, result.attempts) == ("fallback", "deadline", 3)
     assert guard.snapshot().deadline_stops_total == 1
 
@@ -375,7 +396,8 @@ def test_deadline_counts_time_spent_in_regenerate(make_guard: Callable[..., JSON
         return "{"
 
     result = make_guard(deadline=30.0).guard("{", BRIEF_SCHEMA, regenerate=slow_model)
-    assert result.stop_reason == "deadline" and result.attempts == 2
+    assert result.stop_reason == "deadline"
+    assert result.attempts == 2
 
 
 # --- fallback ------------------------------------------------------------------------------------
@@ -392,7 +414,9 @@ def test_fallback_is_deep_copied(make_guard: Callable[..., JSONHardGuard]) -> No
     mine = {**BRIEF, "notes": ["iris"]}
     first = guard.parse_with_retry("nope", BRIEF_SCHEMA, mine)
     second = guard.parse_with_retry("nope", BRIEF_SCHEMA, mine)
-    assert first == second and first["notes"] is not second["notes"] and first["notes"] is not mine["notes"]
+    assert first == second
+    assert first["notes"] is not second["notes"]
+    assert first["notes"] is not mine["notes"]
     first["notes"].append("corrupted")
     assert mine["notes"] == ["iris"]
     assert guard.parse_with_retry("nope", BRIEF_SCHEMA, mine)["notes"] == ["iris"]
@@ -415,7 +439,8 @@ def test_bad_fallback_is_rejected_up_front(make_guard: Callable[..., JSONHardGua
     regenerate = Script([VALID])
     with pytest.raises(ValueError, match=r"fallback does not match the schema: \$\.intensity: 500"):
         guard.guard(VALID, BRIEF_SCHEMA, {**BRIEF, "intensity": 500}, regenerate=regenerate)
-    assert regenerate.calls == 0 and guard.snapshot().requests_total == 0
+    assert regenerate.calls == 0
+    assert guard.snapshot().requests_total == 0
 
 
 def test_schema_that_rejects_the_default_fallback_says_to_pass_one(make_guard: Callable[..., JSONHardGuard]) -> None:
@@ -432,11 +457,14 @@ def test_fallback_disabled_raises_with_every_attempt(make_guard: Callable[..., J
         guard.guard("{", BRIEF_SCHEMA, regenerate=Script(["nope", brief_with(notes=[])]))
     error = caught.value
     assert isinstance(error, ValueError)
-    assert error.attempts == 3 and error.stop_reason == "max_retries"
+    assert error.attempts == 3
+    assert error.stop_reason == "max_retries"
     assert [e.reason for e in error.errors] == ["invalid_json", "no_json_found", "schema_violation"]
     assert "attempt 3 schema_violation" in str(error)
     snap = guard.snapshot()
-    assert snap.rejections_total == 1 and snap.fallbacks_total == 0 and snap.requests_total == 1
+    assert snap.rejections_total == 1
+    assert snap.fallbacks_total == 0
+    assert snap.requests_total == 1
 
 
 # --- schemas -------------------------------------------------------------------------------------
@@ -485,7 +513,8 @@ async def test_aguard_reasks_through_an_async_regenerate(make_guard: Callable[..
     guard = make_guard()
     result = await guard.aguard("{", BRIEF_SCHEMA, regenerate=regenerate)
     assert (result.source, result.attempts) == ("model", 3)
-    assert "invalid JSON" in feedback[0] and "$.notes[0]: 7 is not of type 'string'" in feedback[1]
+    assert "invalid JSON" in feedback[0]
+    assert "$.notes[0]: 7 is not of type 'string'" in feedback[1]
     rng = random.Random(SEED)
     assert clock.slept == [1.0 + rng.uniform(0, 0.5), 2.0 + rng.uniform(0, 0.5)]
     assert guard.snapshot().retry_histogram == (0, 0, 1, 0)
@@ -494,7 +523,8 @@ async def test_aguard_reasks_through_an_async_regenerate(make_guard: Callable[..
 
 async def test_aguard_accepts_a_plain_function_and_falls_back(make_guard: Callable[..., JSONHardGuard]) -> None:
     result = await make_guard(max_retries=1).aguard("{", BRIEF_SCHEMA, regenerate=Script(["nope"]))
-    assert result.source == "fallback" and [e.reason for e in result.errors] == ["invalid_json", "no_json_found"]
+    assert result.source == "fallback"
+    assert [e.reason for e in result.errors] == ["invalid_json", "no_json_found"]
 
 
 async def test_aguard_lets_assertion_errors_through(make_guard: Callable[..., JSONHardGuard]) -> None:
@@ -521,8 +551,10 @@ async def test_cancellation_propagates_and_is_counted(make_guard: Callable[..., 
     with pytest.raises(asyncio.CancelledError):
         await task
     snap = guard.snapshot()
-    assert snap.requests_total == 1 and snap.parse_failures["invalid_json"] == 1
-    assert snap.fallbacks_total == 0 and snap.parse_failures["regenerate_error"] == 0
+    assert snap.requests_total == 1
+    assert snap.parse_failures["invalid_json"] == 1
+    assert snap.fallbacks_total == 0
+    assert snap.parse_failures["regenerate_error"] == 0
 
 
 # --- construction, counters, logging ----------------------------------------------------------------
@@ -558,7 +590,8 @@ def test_snapshot_is_a_copy(make_guard: Callable[..., JSONHardGuard]) -> None:
     snap = guard.snapshot()
     snap.parse_failures["no_json_found"] = 99
     assert guard.snapshot().parse_failures["no_json_found"] == 1
-    assert guard.parse_failures["no_json_found"] == 1 and guard.fallbacks_total == 1
+    assert guard.parse_failures["no_json_found"] == 1
+    assert guard.fallbacks_total == 1
 
 
 def test_logs_truncate_the_answer(make_guard: Callable[..., JSONHardGuard], caplog: pytest.LogCaptureFixture) -> None:
@@ -579,7 +612,8 @@ def test_a_lone_surrogate_escape_is_rejected_and_reasked() -> None:
     schema = {"type": "object", "properties": {"a": {"type": "string"}}}
     result = guard.guard(lone, schema, {"a": "fallback"}, regenerate=lambda feedback: pair)
     assert (result.source, result.attempts, result.value) == ("model", 2, {"a": "fresh \U0001f338"})
-    assert result.errors[0].reason == "invalid_json" and "surrogate" in result.errors[0].message
+    assert result.errors[0].reason == "invalid_json"
+    assert "surrogate" in result.errors[0].message
 
 
 def test_fallback_method_hands_out_independent_copies() -> None:

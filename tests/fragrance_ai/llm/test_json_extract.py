@@ -92,7 +92,8 @@ def test_no_opener_gives_the_stripped_text_and_false() -> None:
 
 def test_too_deep_is_a_rejection_not_an_exception() -> None:
     found = extract("x " + "[" * 10 + "]" * 10, 5)
-    assert isinstance(found, Rejection) and found.reason == "too_deep"
+    assert isinstance(found, Rejection)
+    assert found.reason == "too_deep"
 
 
 def test_scan_stops_at_the_matching_closer_and_skips_strings() -> None:

@@ -39,8 +39,10 @@ def test_set_mode_rejects_unknown_modes_and_says_which_exist() -> None:
     mc = ModeController(clock=VirtualClock())
     with pytest.raises(ValueError) as info:
         mc.set_mode("warp")
-    assert "'warp'" in str(info.value) and "creative, balanced, fast" in str(info.value)
-    assert mc.set_mode("fast") == "fast" and mc.mode == "fast"
+    assert "'warp'" in str(info.value)
+    assert "creative, balanced, fast" in str(info.value)
+    assert mc.set_mode("fast") == "fast"
+    assert mc.mode == "fast"
 
 
 def test_downshift_moves_one_step_and_fast_stays() -> None:
@@ -76,7 +78,8 @@ def test_quiet_period_upshifts_one_step_per_period() -> None:
     clock.advance(1)
     assert mc.evaluate(True) == "creative"
     clock.advance(10_000)
-    assert mc.evaluate(True) is None and mc.mode == "creative"
+    assert mc.evaluate(True) is None
+    assert mc.mode == "creative"
     assert mc.upshifts_total == 2
 
 
@@ -87,7 +90,8 @@ def test_one_late_evaluate_still_upshifts_only_one_step() -> None:
     mc.downshift()
     clock.advance(10_000)  # many periods, but nobody evaluated in between
     assert mc.evaluate(True) == "balanced"
-    assert mc.evaluate(True) is None and mc.mode == "balanced"
+    assert mc.evaluate(True) is None
+    assert mc.mode == "balanced"
 
 
 def test_not_all_closed_restarts_the_quiet_period() -> None:

@@ -94,7 +94,7 @@ def test_panels_are_well_formed(dashboard: dict[str, Any]) -> None:
     occupied: set[tuple[int, int]] = set()
     for panel in _panels(dashboard):
         pos = panel["gridPos"]
-        assert 0 <= pos["x"] and pos["x"] + pos["w"] <= 24, f"{panel['title']!r} is wider than the grid"
+        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, f"{panel['title']!r} is wider than the grid"
         cells = {(pos["x"] + dx, pos["y"] + dy) for dx in range(pos["w"]) for dy in range(pos["h"])}
         assert not cells & occupied, f"{panel['title']!r} overlaps another panel"
         occupied |= cells

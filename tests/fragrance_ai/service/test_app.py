@@ -95,7 +95,8 @@ async def test_health_all_is_degraded_but_200_when_one_model_is_unhealthy(
 async def test_health_of_one_healthy_model_is_200(client: httpx.AsyncClient, model: str) -> None:
     response = await client.get(f"/health/llm?model={model}")
     assert response.status_code == 200
-    assert response.json()["model"] == model and response.json()["status"] == "healthy"
+    assert response.json()["model"] == model
+    assert response.json()["status"] == "healthy"
 
 
 async def test_health_of_one_unhealthy_model_is_503_with_its_reason(
@@ -129,7 +130,8 @@ async def test_health_of_an_unknown_model_is_422(client: httpx.AsyncClient, faul
     body = response.json()
     assert body["error"] == "invalid_request"
     (detail,) = body["detail"]
-    assert detail["field"] == "query.model" and detail["type"] == "unknown_model"
+    assert detail["field"] == "query.model"
+    assert detail["type"] == "unknown_model"
     assert "expected one of: qwen, mistral, llama, all" in detail["message"]
     assert sum(faulty.call_count(m) for m in MODELS) == 0
 
@@ -164,8 +166,10 @@ async def test_guard_settings_show_the_effective_configuration_and_live_state(
     await open_qwen_breaker(client, faulty)
     after = (await client.get("/health/guards")).json()
     assert after["circuit_breaker"]["models"]["qwen"]["state"] == "open"
-    assert after["mode"]["current"] == "balanced" and after["mode"]["downshifts_total"] == 1
-    assert after["cache"]["stats"]["size"] == 10 and after["cache"]["stats"]["misses"] == 10
+    assert after["mode"]["current"] == "balanced"
+    assert after["mode"]["downshifts_total"] == 1
+    assert after["cache"]["stats"]["size"] == 10
+    assert after["cache"]["stats"]["misses"] == 10
 
 
 async def test_no_secret_ever_reaches_a_response(clock: VirtualClock, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,7 +181,8 @@ async def test_no_secret_ever_reaches_a_response(clock: VirtualClock, monkeypatc
     with FaultyLLM(MODELS, asleep=clock.asleep, sleep=clock.sleep, base_url_for=url_with_password) as faulty:
         system = build(clock, openai_overrides(faulty, api_key_env="FRAGRANCE_TEST_API_KEY"))
         configured = system.config.llm.models["qwen"]
-        assert configured.base_url is not None and SECRET_PASSWORD in configured.base_url  # really configured
+        assert configured.base_url is not None
+        assert SECRET_PASSWORD in configured.base_url
         assert configured.api_key_env == "FRAGRANCE_TEST_API_KEY"
         bodies: list[str] = []
         try:
@@ -205,7 +210,8 @@ async def test_no_secret_ever_reaches_a_response(clock: VirtualClock, monkeypatc
             faulty.check()
         finally:
             await system.aclose()
-    assert len(bodies) == 12 and all(bodies)
+    assert len(bodies) == 12
+    assert all(bodies)
     assert '"source":"fallback"' in bodies[6]
     for text in bodies:
         assert SECRET_KEY not in text
@@ -240,7 +246,8 @@ async def test_a_brief_comes_with_its_source_model_and_mode(client: httpx.AsyncC
     assert response.status_code == 200
     body = response.json()
     assert (body["source"], body["model"], body["mode"], body["attempts"]) == ("model", "qwen", "creative", 1)
-    assert BRIEF.is_valid(body["brief"]) and "error" not in body["brief"]
+    assert BRIEF.is_valid(body["brief"])
+    assert "error" not in body["brief"]
     assert body["models_tried"] == [{"model": "qwen", "outcome": "ok"}]
     again = (await client.post("/v1/briefs", json={"prompt": "a fresh summer citrus scent"})).json()
     assert (again["source"], again["brief"]) == ("cache", body["brief"])
@@ -337,16 +344,20 @@ async def test_no_response_contains_a_backends_exception_text(clock: VirtualCloc
     try:
         async with client_for(create_app(system=system)) as client:
             brief = await client.post("/v1/briefs", json={"prompt": "x"})
-            assert brief.status_code == 200 and brief.json()["source"] == "fallback"
+            assert brief.status_code == 200
+            assert brief.json()["source"] == "fallback"
             assert [t["outcome"] for t in brief.json()["models_tried"]] == ["error"] * 3
             everything = await client.get("/health/llm")
-            assert everything.status_code == 200 and everything.json()["status"] == "degraded"
+            assert everything.status_code == 200
+            assert everything.json()["status"] == "degraded"
             one = await client.get("/health/llm?model=qwen")
-            assert one.status_code == 503 and one.json()["reason"] == "error"
+            assert one.status_code == 503
+            assert one.json()["reason"] == "error"
             responses = [brief, everything, one, await client.get("/health/guards"), await client.get("/metrics")]
         for response in responses:
             assert "SECRET-TRACE-123" not in response.text
-            assert "Traceback" not in response.text and "RuntimeError" not in response.text
+            assert "Traceback" not in response.text
+            assert "RuntimeError" not in response.text
     finally:
         await system.aclose()
 
@@ -393,7 +404,8 @@ async def test_create_app_from_a_config_owns_and_closes_its_system() -> None:
         async with client_for(app) as client:
             assert (await client.get("/health/llm")).json()["status"] == "healthy"
             assert (await client.post("/v1/briefs", json={"prompt": "x"})).json()["source"] == "model"
-        assert system.cache is not None and not system.cache.closed
+        assert system.cache is not None
+        assert not system.cache.closed
     assert system.cache.closed
 
 

@@ -113,12 +113,15 @@ async def test_an_invalid_answer_is_re_asked_with_the_rejection_reason(
     assert len(first.request["messages"]) == 2
     messages = second.request["messages"]
     assert messages[:2] == first.request["messages"]  # same system prompt and question
-    assert messages[2]["role"] == "assistant" and messages[2]["content"].startswith('{"description": "x", "notes": [')
+    assert messages[2]["role"] == "assistant"
+    assert messages[2]["content"].startswith('{"description": "x", "notes": [')
     assert messages[3]["role"] == "user"
     assert "Your previous answer was rejected: invalid JSON" in messages[3]["content"]
-    assert len(clock.slept) == 1 and 1.0 <= clock.slept[0] <= 1.5  # one jittered backoff before the re-ask
+    assert len(clock.slept) == 1
+    assert 1.0 <= clock.slept[0] <= 1.5
     cached = await ensemble.generate_brief("amber vanilla")
-    assert cached.source == "cache" and cached.brief == result.brief
+    assert cached.source == "cache"
+    assert cached.brief == result.brief
 
 
 async def test_a_schema_violation_is_re_asked_with_the_schema_errors(ensemble: LLMEnsemble, faulty: FaultyLLM) -> None:
@@ -232,7 +235,8 @@ async def test_qwen_failing_until_its_breaker_opens_downshifts_and_later_briefs_
     faulty.set("llama", connection_error())
     last = await ensemble.generate_brief("brief 12")
     assert outcomes(last) == [("mistral", "http_error"), ("llama", "connection_error"), ("qwen", "skipped_open")]
-    assert last.source == "fallback" and last.brief["error"] is True
+    assert last.source == "fallback"
+    assert last.brief["error"] is True
     assert faulty.call_count("qwen") == 10  # an open breaker means no call at all
 
     creative = await ensemble.generate_brief("brief 13", mode="creative")
@@ -246,10 +250,12 @@ async def test_every_model_failing_gives_the_fallback_which_is_never_cached(
         faulty.set(model, http_error(500))
     result = await ensemble.generate_brief("vetiver")
     assert (result.source, result.model, result.mode, result.attempts) == ("fallback", None, "creative", 0)
-    assert result.brief["error"] is True and BRIEF.is_valid(result.brief)
+    assert result.brief["error"] is True
+    assert BRIEF.is_valid(result.brief)
     assert outcomes(result) == [(m, "http_error") for m in MODELS]
     assert system.guard.fallbacks_total == 1
-    assert system.cache is not None and len(system.cache) == 0
+    assert system.cache is not None
+    assert len(system.cache) == 0
 
     faulty.set("qwen", valid())
     retry = await ensemble.generate_brief("vetiver")
@@ -272,7 +278,8 @@ async def test_no_model_available_when_the_fallback_is_disabled(clock: VirtualCl
             ("qwen", "timeout"), ("mistral", "http_error"), ("llama", "invalid_response")
         ]
         assert "qwen: timeout, mistral: http_error, llama: invalid_response" in str(error)
-        assert system.cache is not None and len(system.cache) == 0
+        assert system.cache is not None
+        assert len(system.cache) == 0
     finally:
         await system.aclose()
 
@@ -324,7 +331,7 @@ def counts(ensemble: LLMEnsemble, cache: int = 0, model: int = 0, fallback: int 
 
 
 def test_every_source_is_counted_from_construction(ensemble: LLMEnsemble) -> None:
-    assert BRIEF_SOURCES == typing.get_args(Source)
+    assert typing.get_args(Source) == BRIEF_SOURCES
     assert ensemble.briefs_total == {"cache": 0, "model": 0, "fallback": 0}
 
 
@@ -350,7 +357,8 @@ async def test_concurrent_briefs_for_one_prompt_count_once_each_with_the_source_
 ) -> None:
     faulty.set("qwen", valid().after(5))  # slow enough (in virtual time) for the others to join the flight
     results = await asyncio.wait_for(asyncio.gather(*(ensemble.generate_brief("jasmine") for _ in range(4))), JOIN_S)
-    assert system.cache is not None and system.cache.coalesced == 3
+    assert system.cache is not None
+    assert system.cache.coalesced == 3
     assert sorted(r.source for r in results) == ["cache", "cache", "cache", "model"]
     assert faulty.call_count("qwen") == 1
     assert counts(ensemble, cache=3, model=1)
@@ -362,7 +370,8 @@ async def test_waiters_of_a_flight_that_falls_back_each_count_one_fallback(
     for model in MODELS:
         faulty.set(model, http_error(500).after(5))
     results = await asyncio.wait_for(asyncio.gather(*(ensemble.generate_brief("tonka") for _ in range(4))), JOIN_S)
-    assert system.cache is not None and system.cache.coalesced == 3
+    assert system.cache is not None
+    assert system.cache.coalesced == 3
     assert [r.source for r in results] == ["fallback"] * 4
     assert faulty.call_count("qwen") == 1
     assert counts(ensemble, fallback=4)

@@ -49,7 +49,8 @@ async def test_check_all_models_returns_the_checklists_dicts(checker: LLMHealthC
         assert set(result) == HEALTHY_KEYS
         assert result["model"] == model
         assert (result["status"], result["circuit_state"]) == ("healthy", "closed")
-        assert isinstance(result["latency_ms"], int) and result["latency_ms"] >= 0
+        assert isinstance(result["latency_ms"], int)
+        assert result["latency_ms"] >= 0
     assert overall_status(results) == "healthy"
     assert [faulty.call_count(m) for m in MODELS] == [1, 1, 1]
     prompt = faulty.calls("qwen")[0].request["messages"][-1]["content"]
@@ -88,7 +89,9 @@ async def test_an_unhealthy_model_reports_a_fixed_reason_code(
     )
     assert reason in REASONS
     text = json.dumps(result)
-    assert "127.0.0.1" not in text and "SECRET" not in text and "HTTP" not in text
+    assert "127.0.0.1" not in text
+    assert "SECRET" not in text
+    assert "HTTP" not in text
     assert faulty.call_count("llama") == 1  # one test inference, no re-ask
 
 
@@ -280,11 +283,14 @@ async def test_concurrent_probes_share_one_check(clock: VirtualClock) -> None:
         await run_loop_until(lambda: bool(entered))
         for _ in range(5):
             await asyncio.sleep(0)  # zero-length: give a second (wrong) check every chance to start
-        assert entered == ["qwen"] and not any(p.done() for p in probes)
+        assert entered == ["qwen"]
+        assert not any(p.done() for p in probes)
         release.set()
         first, second = await asyncio.wait_for(asyncio.gather(*probes), DEADLOCK_BOUND_S)
-        assert first == second and first["status"] == "healthy"
-        assert entered == ["qwen"] and checker.inferences_total == 1
+        assert first == second
+        assert first["status"] == "healthy"
+        assert entered == ["qwen"]
+        assert checker.inferences_total == 1
     finally:
         await system.aclose()
 
@@ -302,7 +308,8 @@ async def test_a_probe_that_gives_up_does_not_cancel_the_shared_check(clock: Vir
         quitter.cancel()
         release.set()
         result = await asyncio.wait_for(stayer, DEADLOCK_BOUND_S)
-        assert result["status"] == "healthy" and quitter.cancelled()
+        assert result["status"] == "healthy"
+        assert quitter.cancelled()
         assert entered == ["qwen"]
     finally:
         await system.aclose()

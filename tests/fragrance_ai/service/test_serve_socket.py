@@ -98,7 +98,8 @@ def test_the_checklists_curl_commands_and_pre_promotion_step_pass() -> None:
                 assert one.status_code == 200
                 assert (one.json()["model"], one.json()["status"], one.json()["circuit_state"]) == (model, "healthy", "closed")
             brief = client.post("/v1/briefs", json={"prompt": "a fresh summer citrus scent"})
-            assert brief.status_code == 200 and brief.json()["source"] == "model"
+            assert brief.status_code == 200
+            assert brief.json()["source"] == "model"
             assert "llm_health_status" in client.get("/metrics").text
         result = pre_promotion(port)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -156,7 +157,8 @@ def test_serve_with_a_bad_config_exits_2_with_the_errors_and_no_traceback(tmp_pa
 def test_serve_with_a_missing_config_exits_2(tmp_path: Path) -> None:
     result = cli("serve", "--config", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2
-    assert "file not found" in result.stderr and "Traceback" not in result.stderr
+    assert "file not found" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_serve_with_a_setting_a_backend_refuses_exits_2(tmp_path: Path) -> None:
@@ -176,7 +178,8 @@ def test_serve_with_a_setting_a_backend_refuses_exits_2(tmp_path: Path) -> None:
 def test_serve_refuses_bad_flags_without_a_traceback(args: tuple[str, ...], message: str) -> None:
     result = cli("serve", *args)
     assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def free_port() -> int:
@@ -204,7 +207,8 @@ def test_fragrance_ai_serve_answers_the_health_check() -> None:
             except httpx.TransportError:
                 waiter.wait(POLL_S)  # real-time: waiting for the subprocess to start listening
         assert body is not None, f"fragrance-ai serve did not answer: {process.poll()=}"
-        assert body["status"] == "healthy" and list(body["models"]) == list(MODELS)
+        assert body["status"] == "healthy"
+        assert list(body["models"]) == list(MODELS)
     finally:
         process.terminate()
         try:
