@@ -6,16 +6,15 @@ Bad input (a broken config, a bad flag) ends in a clear message and exit code 2,
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Final, TextIO
 
 import yaml
 
+from fragrance_ai import __version__
 from fragrance_ai.config_loader import (
     Config,
     ConfigError,
@@ -79,45 +78,23 @@ def _port(text: str) -> int:
     return port
 
 
-def _default_scenarios() -> Path:
-    local = Path("scenarios")
-    if local.is_dir():
-        return local
-    return Path(__file__).resolve().parent.parent / "scenarios"
+#: commands of the verification harness (pytest_guards), run as ``python -m pytest_guards ...``: this
+#: package never imports the harness, which is built on it
+HARNESS_COMMANDS: Final = {
+    "verify": "run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: usage)",
+    "scenarios": "list the scenarios verify would run (scenarios list [--item ITEM] [--scenarios DIR])",
+    "install-tools": "install toxiproxy-server and promtool where the harness finds them",
+}
 
 
-def _verify(args: argparse.Namespace) -> int:
-    """Run the checklist scenarios (in-process, or live against --target) and exit 0 only when safe."""
-    config_path = find_config_path(args.config)
-    if _load_or_report(config_path, "{count} error(s) in {path}:", sys.stdout) is None:
-        print("=" * 38)
-        print("✗ DO NOT PROMOTE (the config under test is invalid)")
-        return 1
-    scenarios = Path(args.scenarios) if args.scenarios else _default_scenarios()
-    if not scenarios.exists():
-        print(f"no scenarios at {scenarios}; pass --scenarios DIR")
-        print("✗ DO NOT PROMOTE (nothing was verified)")
-        return 1
-    with tempfile.TemporaryDirectory(prefix="guards-verify-") as tmp:
-        report = Path(tmp) / "report.json"
-        command = [
-            sys.executable, "-m", "pytest", str(scenarios), "-p", "no:cacheprovider", "-q",
-            "--guards-config", str(config_path.resolve()), "--guards-report", str(report),
-        ]
-        if args.target:
-            command += ["--guards-target", args.target]
-        command += list(args.pytest_args)
-        print(f"$ fragrance-ai verify: {' '.join(command[1:])}", flush=True)
-        completed = subprocess.run(command, check=False)
-        if not report.exists():
-            print(f"✗ DO NOT PROMOTE (the scenario run ended with exit code {completed.returncode} and no verdict)")
-            return 1
-        verdict = json.loads(report.read_text(encoding="utf-8"))
-    return 0 if verdict.get("safe") and completed.returncode == 0 else 1
+def _harness(argv: list[str]) -> int:
+    """Hand a harness command to ``python -m pytest_guards`` with the same arguments and exit code."""
+    return subprocess.run([sys.executable, "-m", "pytest_guards", *argv], check=False).returncode
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fragrance-ai", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--version", action="version", version=f"fragrance-ai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     check = sub.add_parser("check-config", help="validate a config file and print its effective settings")
@@ -135,20 +112,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn log level (default: %(default)s)")
     serve.set_defaults(func=_serve)
 
-    verify = sub.add_parser(
-        "verify", help="run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not)"
-    )
-    verify.add_argument("--config", help="config under test (default: the usual search order)")
-    verify.add_argument("--target", help="URL of a running service: run the live scenarios against it")
-    verify.add_argument("--scenarios", help="scenario directory (default: ./scenarios, else the project's)")
-    verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments (after --)")
-    verify.set_defaults(func=_verify)
+    for name, help_text in HARNESS_COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)  # parsed by pytest_guards: `fragrance-ai NAME --help`
 
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in HARNESS_COMMANDS:
+        return _harness(given)
+    args = build_parser().parse_args(given)
     result: int = args.func(args)
     return result
 

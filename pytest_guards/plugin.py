@@ -124,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
     policy = config.stash[_POLICY_KEY] = _policy(config)
     config.stash[_VERDICT_KEY] = Verdict(
         target=target or "in_process",
-        config_source=str(path),
+        config_source="" if target else str(path),  # a live run judges the service, not a local file
         strict=config.stash[_STRICT_KEY],
         items=tuple(config.getoption("guards_item", default=None) or ()),
         policy=policy,
@@ -161,6 +161,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
+
+
+def verdict_of(config: pytest.Config) -> Verdict | None:
+    """The session's checklist verdict, for tools that run pytest in-process (``fragrance-ai verify``)."""
+    return config.stash.get(_VERDICT_KEY, None)
 
 
 def _config_under_test(config: pytest.Config) -> Config:
@@ -215,7 +220,10 @@ def _record_scenario(item: pytest.Item, report: pytest.TestReport) -> None:
     if report.when == "teardown" and not report.failed:
         return
     verdict = item.config.stash[_VERDICT_KEY]
-    message = "" if report.passed else str(report.longrepr)
+    if report.skipped and isinstance(report.longrepr, tuple):
+        message = report.longrepr[2].removeprefix("Skipped: ")
+    else:
+        message = "" if report.passed else str(report.longrepr)
     if isinstance(item, InvalidScenarioItem):
         result = ScenarioResult(item.name, "invalid scenario file", None, str(item.path), 1, "-", "failed", message)
     else:
@@ -363,4 +371,4 @@ def toxic_proxy(
         proxies.close()
 
 
-__all__ = ["ClockMisuseError", "option"]
+__all__ = ["ClockMisuseError", "option", "verdict_of"]

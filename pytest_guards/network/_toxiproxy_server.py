@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -33,6 +32,7 @@ import httpx
 
 from fragrance_ai.clock import Clock, SleepFn, monotonic
 from pytest_guards.network._loopback import HOST
+from pytest_guards.tools import find_tool, install_command, user_tools_dir
 
 if TYPE_CHECKING:  # imported where used: loading the plugin must not import toxiproxy-python or requests
     import requests
@@ -52,7 +52,7 @@ __all__ = [
 
 BINARY_NAME: Final = "toxiproxy-server"
 INSTALL_HINT: Final = (
-    "run `bash scripts/install_toxiproxy.sh` (needs Go; installs .tools/bin/toxiproxy-server), "
+    f"run `{install_command(BINARY_NAME)}` (needs Go; installs it where the harness looks: {user_tools_dir()}), "
     "put toxiproxy-server on PATH, or point the tests at a running server with --toxiproxy-url URL "
     "(ini: toxiproxy_url, env: TOXIPROXY_URL)"
 )
@@ -77,13 +77,8 @@ def in_ci(environ: Mapping[str, str] | None = None) -> bool:
 
 
 def find_server_binary(roots: Iterable[Path], path: str | None = None) -> Path | None:
-    """``<root>/.tools/bin/toxiproxy-server`` for the first root that has it, else ``toxiproxy-server`` on PATH."""
-    for root in roots:
-        candidate = Path(root) / ".tools" / "bin" / BINARY_NAME
-        if candidate.is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    found = shutil.which(BINARY_NAME, path=path)
-    return Path(found) if found else None
+    """``<root>/.tools/bin/toxiproxy-server`` for the first root that has it, the user tools dir, else ``PATH``."""
+    return find_tool(BINARY_NAME, roots, path=path)
 
 
 def _free_port() -> int:

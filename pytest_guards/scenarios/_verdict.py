@@ -122,6 +122,8 @@ class Verdict:
             out.append(line)
         for bad in self.invalid_files:
             out.append(f"✗ invalid scenario file: {bad.file}")
+        for skipped in (r for r in self.results if r.outcome == "skipped" and r.checklist in self.checked_items):
+            out.append(f"{'✗' if self.strict else '-'} skipped {skipped.id}: {skipped.message}")
         out.append("=" * 38)
         out.append(("✓ " if self.safe else "✗ ") + self.word)
         return out

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Make sure .tools/bin/promtool exists (the monitoring tests run it).
+# Make sure $TOOLS_BIN/promtool exists (the monitoring tests and `promtool test rules` run it).
+# Run it through `fragrance-ai install-tools promtool [--dir DIR]`.
 #
 # 1. already there and working: nothing to do;
 # 2. promtool on PATH: symlink it;
@@ -9,8 +10,7 @@
 # Idempotent. Exits non-zero with a message saying what is missing when none of this works.
 set -euo pipefail
 
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bindir="$repo/.tools/bin"
+bindir="${TOOLS_BIN:?set TOOLS_BIN to the directory to install into (fragrance-ai install-tools does)}"
 target="$bindir/promtool"
 
 say() { printf 'install_promtool: %s\n' "$*" >&2; }

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# Install the Toxiproxy server the chaos tests drive into .tools/bin/toxiproxy-server (project-local).
+# Install the Toxiproxy server the chaos tests drive into $TOOLS_BIN/toxiproxy-server.
 #
-# Idempotent: an existing .tools/bin/toxiproxy-server is reused (reinstalled only when this script
-# installed another version). Needs Go (https://go.dev/dl/) and access to the Go module proxy.
-# Override the version with TOXIPROXY_VERSION=v2.x.y. The tests find the binary here or on PATH, or
-# use --toxiproxy-url / $TOXIPROXY_URL to talk to a server you already run.
+# Run it through `fragrance-ai install-tools [--dir DIR]` (TOOLS_BIN defaults to the user tools
+# directory the harness searches; `make tools` passes .tools/bin).
+# Idempotent: an existing binary is reused (reinstalled only when this script installed another
+# version). Needs Go (https://go.dev/dl/) and access to the Go module proxy. Override the version
+# with TOXIPROXY_VERSION=v2.x.y. The harness finds the binary there or on PATH, or use
+# --toxiproxy-url / $TOXIPROXY_URL to talk to a server you already run.
 set -euo pipefail
 
 VERSION="${TOXIPROXY_VERSION:-v2.12.0}"
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BIN="$ROOT/.tools/bin"
+BIN="${TOOLS_BIN:?set TOOLS_BIN to the directory to install into (fragrance-ai install-tools does)}"
 TARGET="$BIN/toxiproxy-server"
 STAMP="$BIN/.toxiproxy-server.version"
 

@@ -1,0 +1,281 @@
+"""The harness's command line: ``verify``, ``scenarios list``, ``install-tools`` (``python -m pytest_guards``).
+
+``fragrance-ai verify|scenarios|install-tools`` forwards here. ``verify`` runs the shipped checklist
+scenarios (plus a team's folders) through pytest in this process, prints each scenario as it
+finishes and the verdict at the end, and exits 0 only when it is SAFE TO PROMOTE: the exit code, the
+terminal and ``--report`` all read the one :class:`~pytest_guards.scenarios.Verdict`.
+
+What this module must not do: print a traceback for a user's mistake (a missing folder, a bad config
+or policy, an unreachable target each end in one line and exit 1 or 2), or read the user's own pytest
+configuration (their ``addopts`` and plugins are not part of a verdict).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+import pytest
+
+from fragrance_ai import __version__
+from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
+from pytest_guards.network import in_ci
+from pytest_guards.plugin import verdict_of
+from pytest_guards.scenarios import CHECKLIST_DIR, CHECKLIST_ITEMS, UNSAFE, ScenarioFileError, Verdict, load_scenario
+from pytest_guards.tools import TOOLS, install_tools, user_tools_dir
+
+__all__ = ["build_parser", "main"]
+
+_PROG = "fragrance-ai"
+_PROBE_TIMEOUT_S = 5.0
+_EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run one command; the exit code (0 safe / done, 1 not safe / failed, 2 a usage mistake)."""
+    stream = out or sys.stdout
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args, stream)
+    return result
+
+
+# ------------------------------------------------------------------------------------------ verify
+
+
+def _scenario_roots(args: argparse.Namespace, out: TextIO) -> list[Path] | None:
+    """The folders to run: the shipped checklist (unless --only-scenarios) and each --scenarios DIR."""
+    extra = [Path(d) for d in args.scenarios]
+    missing = [d for d in extra if not d.is_dir()]
+    if missing:
+        print(f"{_PROG}: no such scenario folder: {', '.join(map(str, missing))}", file=out)
+        return None
+    if args.only_scenarios and not extra:
+        print(f"{_PROG}: --only-scenarios needs at least one --scenarios DIR", file=out)
+        return None
+    return ([] if args.only_scenarios else [CHECKLIST_DIR]) + [d.resolve() for d in extra]
+
+
+def _unsafe(out: TextIO, why: str) -> int:
+    print("=" * 38, file=out)
+    print(f"✗ {UNSAFE} ({why})", file=out)
+    return 1
+
+
+def _check_local_config(args: argparse.Namespace, out: TextIO) -> Path | None:
+    path = find_config_path(args.config)
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        print(f"{len(exc.issues)} error(s) in {path}:", file=out)
+        for issue in exc.issues:
+            print(f"  {issue}", file=out)
+        return None
+    return path
+
+
+def _reachable(url: str) -> str | None:
+    """None when ``url`` answers ``GET /health/guards`` at all, else why not (one line, no traceback)."""
+    try:
+        with httpx.Client(base_url=url, timeout=_PROBE_TIMEOUT_S) as client:
+            client.get("/health/guards")
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"cannot reach the target {url}: {type(exc).__name__}"
+    return None
+
+
+class _Progress:
+    """A pytest plugin: one line per scenario as it finishes (id, item, outcome, seconds), failures underneath."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.items: dict[str, tuple[str, str]] = {}
+        self.counts = {"passed": 0, "failed": 0, "skipped": 0}
+        self.verdict: Verdict | None = None
+
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        for item in session.items:
+            scenario = getattr(item, "scenario", None)
+            if scenario is not None:
+                self.items[item.nodeid] = (scenario.id, scenario.checklist)
+            else:
+                self.items[item.nodeid] = (item.name, "-")
+        print(f"running {len(session.items)} scenario(s)", file=self.out, flush=True)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when != "call" and not (report.failed or report.skipped):
+            return
+        if report.when == "teardown" and not report.failed:
+            return
+        sid, item = self.items.get(report.nodeid, (report.nodeid, "-"))
+        outcome = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[report.outcome]
+        self.counts[report.outcome] += 1
+        line = f"  {outcome}  {sid:<58} {item:<16} {report.duration:7.2f}s"
+        if report.skipped:
+            reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+            line += f"  ({reason.removeprefix('Skipped: ')})"
+        print(line, file=self.out, flush=True)
+        if report.failed:
+            for text in report.longreprtext.splitlines():
+                print(f"        {text}", file=self.out)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        self.verdict = verdict_of(session.config)
+
+
+def _pytest_args(args: argparse.Namespace, roots: list[Path], config_path: Path | None, ini: Path) -> list[str]:
+    command = [*map(str, roots), "-c", str(ini), "--rootdir", os.getcwd(), "-p", "no:cacheprovider", "-p", "no:terminal"]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        command += ["-p", "pytest_guards.plugin"]
+    if config_path is not None:
+        command += ["--guards-config", str(config_path.resolve())]
+    if args.target:
+        command += ["--guards-target", args.target]
+    if args.policy:
+        command += ["--guards-policy", str(Path(args.policy).resolve())]
+    if args.report:
+        command += ["--guards-report", str(Path(args.report).resolve())]
+    if args.junitxml:
+        command += ["--junitxml", str(Path(args.junitxml).resolve())]
+    if args.strict or in_ci():
+        command.append("--guards-strict")
+    for item in args.item:
+        command += ["--guards-item", item]
+    return command + list(args.pytest_args)
+
+
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    """Run the scenarios and print the verdict; 0 only when safe to promote."""
+    roots = _scenario_roots(args, out)
+    if roots is None:
+        return _EXIT_USAGE
+    config_path = None
+    if args.target:
+        problem = _reachable(args.target)
+        if problem is not None:
+            return _unsafe(out, problem)
+        print(f"verifying the live service at {args.target}", file=out)
+    else:
+        config_path = _check_local_config(args, out)
+        if config_path is None:
+            return _unsafe(out, "the config under test is invalid")
+        print(f"verifying {config_path} on the embedded service", file=out)
+    progress = _Progress(out)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="guards-verify-") as tmp:
+        ini = Path(tmp) / "pytest.ini"
+        ini.write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8")
+        code = pytest.main(_pytest_args(args, roots, config_path, ini), plugins=[progress])
+    if code == pytest.ExitCode.USAGE_ERROR:
+        return _EXIT_USAGE  # pytest printed what was wrong (a bad policy file, a bad option)
+    verdict = progress.verdict
+    if verdict is None or not verdict.ran:
+        return _unsafe(out, "no scenario ran")
+    counts = progress.counts
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+          f"in {time.monotonic() - started:.1f} s", file=out)
+    for line in verdict.lines():
+        print(line, file=out)
+    if args.report:
+        print(f"report: {args.report}", file=out)
+    return 0 if verdict.safe and code == pytest.ExitCode.OK else 1
+
+
+# ------------------------------------------------------------------------------- scenarios, tools
+
+
+def _scenarios(args: argparse.Namespace, out: TextIO) -> int:
+    """List what ``verify`` would run, with each scenario's item, target and file:line."""
+    roots = _scenario_roots(args, out)
+    if roots is None:
+        return _EXIT_USAGE
+    invalid = 0
+    shown = 0
+    for root in roots:
+        for path in sorted(root.rglob("*.scenario.yaml")):
+            try:
+                scenario = load_scenario(path)
+            except ScenarioFileError as exc:
+                invalid += 1
+                print(f"INVALID {path}", file=out)
+                for problem in exc.problems:
+                    print(f"    {problem}", file=out)
+                continue
+            if args.item and scenario.checklist not in args.item:
+                continue
+            shown += 1
+            where = f"{path}:{scenario.line}"
+            print(f"{scenario.id:<58} {scenario.checklist:<16} {scenario.target:<11} {where}  {scenario.title}", file=out)
+    print(f"{shown} scenario(s)" + (f", {invalid} invalid file(s)" if invalid else ""), file=out)
+    return 1 if invalid else 0
+
+
+def _install(args: argparse.Namespace, out: TextIO) -> int:
+    dest = Path(args.dir) if args.dir else user_tools_dir()
+    return install_tools(args.tools, dest, out, sys.stderr)
+
+
+def _add_scenario_folders(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--scenarios", action="append", default=[], metavar="DIR",
+        help="a folder of your own *.scenario.yaml files, run with the shipped checklist (repeatable)",
+    )
+    parser.add_argument(
+        "--only-scenarios", action="store_true", help="run only the --scenarios folders, not the shipped checklist"
+    )
+    parser.add_argument(
+        "--item", action="append", default=[], choices=CHECKLIST_ITEMS, help="only this checklist item (repeatable)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=_PROG, description="Verify LLM guards before promotion.")
+    parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    verify = sub.add_parser(
+        "verify",
+        help="run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: usage)",
+        description="Run the shipped checklist scenarios (and your own) against the embedded service built from "
+        "your config, or against a live service (--target), and print SAFE TO PROMOTE or DO NOT PROMOTE.",
+    )
+    verify.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
+    verify.add_argument(
+        "--config", help="config under test (default: $FRAGRANCE_AI_CONFIG, ./configs/llm_ensemble.yaml, the reference)"
+    )
+    verify.add_argument("--target", metavar="URL", help="a running service: run the live scenarios against it")
+    verify.add_argument(
+        "--policy", metavar="FILE", help="your policy file: its bounds replace the shipped policy.yaml's, key by key"
+    )
+    _add_scenario_folders(verify)
+    verify.add_argument("--report", metavar="FILE", help="write the verdict and every scenario's result as JSON")
+    verify.add_argument("--junitxml", metavar="FILE", help="write a JUnit XML report (one test case per scenario)")
+    verify.add_argument(
+        "--strict",
+        action="store_true",
+        help="skipped scenarios and a loosened policy block the verdict (always on when CI=true)",
+    )
+    verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    verify.set_defaults(func=_verify)
+
+    scenarios = sub.add_parser("scenarios", help="list the scenarios verify would run")
+    scenarios_sub = scenarios.add_subparsers(dest="action", required=True)
+    listing = scenarios_sub.add_parser("list", help="one line per scenario: id, item, target, file:line, title")
+    _add_scenario_folders(listing)
+    listing.set_defaults(func=_scenarios)
+
+    tools = sub.add_parser(
+        "install-tools",
+        help="install the programs some scenarios and tests need (toxiproxy-server needs Go; promtool needs apt-get)",
+    )
+    tools.add_argument("tools", nargs="*", metavar="TOOL", help=f"which ({', '.join(TOOLS)}; default: all)")
+    tools.add_argument("--dir", help=f"where to install (default: {user_tools_dir()}, where the harness looks)")
+    tools.set_defaults(func=_install)
+    return parser
