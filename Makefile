@@ -1,7 +1,7 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
-# make tools   install promtool and toxiproxy-server into .tools/bin (make test does it)
+# make tools   install promtool and toxiproxy-server into .tools/bin (make test does it; fragrance-ai install-tools)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -19,8 +19,8 @@ $(STAMP): pyproject.toml
 # In CI (CI=true) a tool that cannot be installed is an error; on a user's machine without Go or apt,
 # the tests that need it skip and say how to install it.
 tools: $(STAMP)
-	bash scripts/install_promtool.sh || { test "$$CI" != true && echo "promtool not installed: its tests will skip"; }
-	bash scripts/install_toxiproxy.sh || { test "$$CI" != true && echo "toxiproxy-server not installed: its tests will skip"; }
+	$(BIN)/fragrance-ai install-tools promtool --dir .tools/bin || { test "$$CI" != true && echo "promtool not installed: its tests will skip"; }
+	$(BIN)/fragrance-ai install-tools toxiproxy-server --dir .tools/bin || { test "$$CI" != true && echo "toxiproxy-server not installed: its tests will skip"; }
 
 test: $(STAMP) tools lint
 	$(BIN)/python -m pytest -q

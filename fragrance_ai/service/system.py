@@ -165,6 +165,12 @@ class GuardSystem:
                 "stats": self.cache.stats() if self.cache is not None else None,
             },
             "health_check": _pick(settings["health_check"], _HEALTH_KEYS),
+            # every effective setting, as check-config prints it, for remote checks against a policy;
+            # models show what serves them, never where (a base_url may name internal hosts)
+            "settings": {
+                **settings,
+                "llm": {**settings["llm"], "models": {n: _pick(m, _MODEL_KEYS) for n, m in settings["llm"]["models"].items()}},
+            },
         }
 
     async def aclose(self) -> None:

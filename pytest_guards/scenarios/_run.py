@@ -214,11 +214,28 @@ def _expect_response_block(block: str) -> Callable[[Any, _Run, _State, Judge], A
         if response is None:
             judge.fail(f"{block}: no {'health check' if block == 'health' else 'request'} ran before this expectation")
             return
+        before = len(judge.failures)
         for key, spec in want.items():
             actual = response.code if key == "code" else lookup(response.body, key)
             judge(f"{block} {key}", spec, actual)
+        reasons = _health_reasons(response.body) if block == "health" else ""
+        if reasons and len(judge.failures) > before:
+            judge.failures[before:] = [f"{line} (the service says: {reasons})" for line in judge.failures[before:]]
 
     return expect
+
+
+def _health_reasons(body: Any) -> str:
+    """The reason codes a health answer gives (``reason`` of one model, or each unhealthy model's)."""
+    if not isinstance(body, dict):
+        return ""
+    if isinstance(body.get("reason"), str):
+        return f"reason={body['reason']}"
+    models = body.get("models")
+    if not isinstance(models, dict):
+        return ""
+    found = [f"{name}: reason={m['reason']}" for name, m in models.items() if isinstance(m, dict) and isinstance(m.get("reason"), str)]
+    return ", ".join(found)
 
 
 async def _expect_metric(want: Any, run: _Run, state: _State, judge: Judge) -> None:
@@ -244,7 +261,7 @@ async def _expect_config(want: Any, run: _Run, state: _State, judge: Judge) -> N
 
 
 async def _expect_policy(want: Any, run: _Run, state: _State, judge: Judge) -> None:
-    effective = run.target.config.to_dict()
+    effective = await run.target.settings()
     bounds = run.policy.for_item(want)
     if not bounds:
         judge.fail(f"policy {want}: the policy ({', '.join(run.policy.sources)}) has no bound for this item")

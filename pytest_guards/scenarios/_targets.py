@@ -45,6 +45,7 @@ class Target(Protocol):
     async def mode(self) -> str: ...
     async def cache_stats(self) -> dict[str, Any]: ...
     async def refresh_metrics(self) -> None: ...
+    async def settings(self) -> dict[str, Any]: ...
 
     @property
     def config(self) -> Config: ...
@@ -75,6 +76,13 @@ class _HTTPMixin:
         if mode is not None:
             body["mode"] = mode
         return await self.request("POST", "/v1/briefs", json=body)
+
+    async def settings(self) -> dict[str, Any]:
+        """The effective settings as the service reports them (``/health/guards`` ``settings``)."""
+        settings = (await self._guards()).get("settings")
+        if not isinstance(settings, dict):
+            raise RuntimeError("GET /health/guards has no `settings` object to check the policy against")
+        return settings
 
     async def _guards(self) -> dict[str, Any]:
         response = await self.client.get("/health/guards")
