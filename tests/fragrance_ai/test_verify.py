@@ -100,11 +100,14 @@ def test_six_weakened_configs_are_not_promoted_naming_key_bound_and_reason() -> 
 def test_the_report_agrees_with_the_exit_code_whichever_way_it_is_asked_for(tmp_path: Path) -> None:
     runs = {
         "safe --report": ("--item", "json_guard", "--report", str(tmp_path / "a.json"), *IN_PROCESS),
-        "unsafe --report": ("--config", str(WEAK / "few_retries.yaml"), "--item", "json_guard", "--report", str(tmp_path / "b.json"), *IN_PROCESS),
+        "unsafe --report": (
+            "--config", str(WEAK / "few_retries.yaml"), "--item", "json_guard", "--report", str(tmp_path / "b.json"), *IN_PROCESS
+        ),
         "safe -- --guards-report": ("--item", "json_guard", *IN_PROCESS, "--guards-report", str(tmp_path / "c.json")),
     }
     results = in_parallel(runs)
-    for name, file, safe in (("safe --report", "a", True), ("unsafe --report", "b", False), ("safe -- --guards-report", "c", True)):
+    cases = (("safe --report", "a", True), ("unsafe --report", "b", False), ("safe -- --guards-report", "c", True))
+    for name, file, safe in cases:
         result = results[name]
         report = json.loads((tmp_path / f"{file}.json").read_text(encoding="utf-8"))
         assert report["safe"] is safe, name
@@ -115,7 +118,9 @@ def test_the_report_agrees_with_the_exit_code_whichever_way_it_is_asked_for(tmp_
 
 def test_a_loosened_team_policy_shows_and_strict_refuses_it(tmp_path: Path) -> None:
     policy = tmp_path / "policy.yaml"
-    policy.write_text("json_guard:\n  json_guard.max_retries: {ge: 1, le: 10, reason: one re-ask is enough for us}\n", encoding="utf-8")
+    policy.write_text(
+        "json_guard:\n  json_guard.max_retries: {ge: 1, le: 10, reason: one re-ask is enough for us}\n", encoding="utf-8"
+    )
     weak = str(WEAK / "few_retries.yaml")
     results = in_parallel({
         "loose": ("--config", weak, "--policy", str(policy), "--item", "json_guard", *IN_PROCESS),
@@ -150,7 +155,8 @@ def test_team_scenario_folders_run_with_the_checklist_and_count_in_the_verdict(t
     good.mkdir()
     bad.mkdir()
     (good / "ours.scenario.yaml").write_text(textwrap.dedent(TEAM_SCENARIO % "open"), encoding="utf-8")
-    (bad / "ours.scenario.yaml").write_text(textwrap.dedent(TEAM_SCENARIO % "closed").replace("team-qwen", "team-bad-qwen"), encoding="utf-8")
+    failing_text = textwrap.dedent(TEAM_SCENARIO % "closed").replace("team-qwen", "team-bad-qwen")
+    (bad / "ours.scenario.yaml").write_text(failing_text, encoding="utf-8")
     results = in_parallel({
         "with checklist": ("--scenarios", str(good), "--item", "circuit_breaker", *IN_PROCESS),
         "only theirs": ("--scenarios", str(good), "--only-scenarios"),
@@ -184,11 +190,14 @@ def test_usage_mistakes_are_one_line_and_exit_2(tmp_path: Path) -> None:
 
 
 def test_version_and_scenario_listing() -> None:
-    version = subprocess.run([sys.executable, "-m", "fragrance_ai.cli", "verify", "--version"], capture_output=True, text=True, check=False)
+    version = subprocess.run(
+        [sys.executable, "-m", "fragrance_ai.cli", "verify", "--version"], capture_output=True, text=True, check=False
+    )
     assert version.returncode == 0
     assert version.stdout.startswith("fragrance-ai 0.")
     listing = subprocess.run(
-        [sys.executable, "-m", "fragrance_ai.cli", "scenarios", "list", "--item", "cache"], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "fragrance_ai.cli", "scenarios", "list", "--item", "cache"],
+        capture_output=True, text=True, check=False,
     )
     assert listing.returncode == 0, listing.stdout + listing.stderr
     lines = listing.stdout.splitlines()
