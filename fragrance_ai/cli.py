@@ -18,8 +18,12 @@ from fragrance_ai import __version__
 from fragrance_ai.config_loader import (
     Config,
     ConfigError,
+    ValueSource,
+    config_warnings,
+    default_config_path,
     find_config_path,
     load_config,
+    load_config_with_sources,
 )
 from fragrance_ai.constants import LOOPBACK_HOST
 
@@ -40,13 +44,40 @@ def _load_or_report(path: Path, heading: str, out: TextIO) -> Config | None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
+    """Print the effective settings, each with where it came from; warnings to stderr (exit 1 on them with --strict)."""
     path = find_config_path(args.path)
-    config = _load_or_report(path, "{count} error(s) in {path}:", sys.stderr)
-    if config is None:
+    try:
+        config, sources = load_config_with_sources(path)
+    except ConfigError as exc:
+        print(f"{len(exc.issues)} error(s) in {path}:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
         return 2
-    print(f"# effective settings of {path}")
-    print(yaml.safe_dump(config.to_dict(), sort_keys=False, allow_unicode=True), end="")
-    return 0
+    print(f"# effective settings of {path}; a key it leaves out takes the reference ({default_config_path()})")
+    print("\n".join(_annotated_yaml(config.to_dict(), sources)))
+    warnings = config_warnings(config)
+    for warning in warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 1 if warnings and args.strict else 0
+
+
+def _annotated_yaml(
+    data: dict[str, object], sources: dict[str, ValueSource], prefix: str = "", depth: int = 0
+) -> list[str]:
+    """``data`` as block YAML, every leaf followed by ``# <its source>`` (still valid YAML)."""
+    lines: list[str] = []
+    indent = "  " * depth
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            lines.append(f"{indent}{key}:")
+            lines.extend(_annotated_yaml(value, sources, path, depth + 1))
+            continue
+        text = yaml.safe_dump(value, default_flow_style=True, width=10**6, allow_unicode=True)
+        text = text.removesuffix("\n").removesuffix("\n...").strip()
+        source = sources.get(path)
+        lines.append(f"{indent}{key}: {text}" + (f"  # {source}" if source is not None else ""))
+    return lines
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -97,8 +128,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fragrance-ai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    check = sub.add_parser("check-config", help="validate a config file and print its effective settings")
+    check = sub.add_parser(
+        "check-config",
+        help="validate a config file and print its effective settings, each with its source",
+        description="Validate a config file merged onto the reference, print every effective setting with where it "
+        "came from (# from FILE:LINE, # reference, # default), and warn on settings that make a guard ineffective. "
+        "Exit 0: valid; 1: warnings under --strict; 2: errors.",
+    )
     check.add_argument("path", nargs="?", help="config file (default: the usual search order)")
+    check.add_argument("--strict", action="store_true", help="exit 1 when there are warnings")
     check.set_defaults(func=_check_config)
 
     serve = sub.add_parser(

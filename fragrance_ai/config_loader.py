@@ -1,10 +1,18 @@
 """Load and strictly validate ``llm_ensemble.yaml``: the one source of every guard's settings.
 
 ``get_config()`` finds the file (explicit path, ``$FRAGRANCE_AI_CONFIG``, ``./configs/llm_ensemble.yaml``,
-the default shipped in the package), parses it keeping line numbers, and returns an immutable
-:class:`Config`. Every problem (unknown key, wrong type, out-of-range value, a mode naming an unknown
-model) is collected and raised at once as :class:`ConfigError`, each naming file, line and key path.
-What a file may hold, with every default, is defined in :mod:`fragrance_ai.config_schema` (re-exported here).
+the reference shipped in the package), parses it keeping line numbers, merges it onto the reference and
+returns an immutable :class:`Config`. Every problem (unknown key, wrong type, out-of-range value, a mode
+naming an unknown model) is collected and raised at once as :class:`ConfigError`, each naming file, line
+and key path. What a file may hold is defined in :mod:`fragrance_ai.config_schema` (re-exported here).
+
+The merge rule: the packaged reference file is the default of every key. Mappings merge key by key
+(a ``null`` or empty section keeps the reference's), scalars and lists replace. One exception:
+``llm.models``, when a file gives it, is that file's model set and replaces the reference's; the
+reference's ``circuit_breaker.models`` entries for models the file does not define are then dropped,
+and reference modes naming such models are one error (write ``modes:`` for your models).
+:func:`load_config_with_sources` says where each effective value came from; :func:`config_warnings`
+(from :mod:`fragrance_ai.config_warnings`) flags settings that make a guard ineffective.
 
 This module sits at the bottom of the package: it must not import any guard or the service.
 """
@@ -12,19 +20,20 @@ This module sits at the bottom of the package: it must not import any guard or t
 from __future__ import annotations
 
 import copy
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from fragrance_ai.config_schema import (
     BACKENDS,
     BREAKER_SECTION_SPEC,
     BREAKER_SPEC,
     CACHE_SPEC,
-    DEFAULT_MODELS,
     HEALTH_SPEC,
     JSON_GUARD_SPEC,
     MODE_CONTROLLER_SPEC,
@@ -33,7 +42,6 @@ from fragrance_ai.config_schema import (
     MODEL_SPEC,
     MODES,
     SECTIONS,
-    BreakerSectionDefaults,
     BreakerSettings,
     CacheConfig,
     CircuitBreakerConfig,
@@ -50,6 +58,7 @@ from fragrance_ai.config_schema import (
     deep_merge,
     kind,
 )
+from fragrance_ai.config_warnings import ConfigWarning, config_warnings
 from fragrance_ai.constants import LOOPBACK_HOST
 from fragrance_ai.yaml_positions import KeyPath, format_path, load_yaml_with_positions
 
@@ -62,29 +71,53 @@ __all__ = [
     "Config",
     "ConfigError",
     "ConfigIssue",
+    "ConfigWarning",
     "HealthCheckConfig",
     "JSONGuardConfig",
     "LLMConfig",
     "ModeConfig",
     "ModeControllerConfig",
     "ModelConfig",
+    "ValueSource",
     "build_config",
+    "config_warnings",
     "deep_merge",
     "default_config_path",
     "find_config_path",
     "get_config",
     "load_config",
     "load_config_text",
+    "load_config_with_sources",
 ]
 
 ENV_VAR: Final = "FRAGRANCE_AI_CONFIG"
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSource:
+    """Where one effective setting came from: a line of the loaded file, the reference, or a model's default.
+
+    ``kind`` is ``file`` (the loaded file; ``line`` is where), ``reference`` (the packaged reference;
+    ``file`` and ``line`` point into it) or ``default`` (a setting a model of the file's own
+    ``llm.models`` leaves out: the :class:`ModelConfig` default).
+    """
+
+    kind: Literal["file", "reference", "default"]
+    file: str
+    line: int | None
+
+    def __str__(self) -> str:
+        if self.kind == "file":
+            name = Path(self.file).name
+            return f"from {name}:{self.line}" if self.line is not None else f"from {name}"
+        return self.kind
 
 
 # ------------------------------------------------------------------------------- finding and loading
 
 
 def default_config_path() -> Path:
-    """The default configuration shipped inside the package."""
+    """The reference configuration shipped inside the package: the default of every key."""
     return Path(__file__).resolve().parent / "configs" / "llm_ensemble.yaml"
 
 
@@ -107,7 +140,17 @@ def get_config(path: str | os.PathLike[str] | None = None) -> Config:
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
-    """Load and validate one file; raises :class:`ConfigError` naming file, line and key of every problem."""
+    """Load one file merged onto the reference; raises :class:`ConfigError` naming file, line and key of every problem."""
+    return load_config_with_sources(path)[0]
+
+
+def load_config_with_sources(path: str | os.PathLike[str]) -> tuple[Config, dict[str, ValueSource]]:
+    """Like :func:`load_config`, plus where each effective setting came from.
+
+    The keys are the dotted paths of :meth:`Config.to_dict` leaves (``circuit_breaker.models.qwen.timeout``,
+    ``modes.fast.models``); a per-model breaker setting a file does not override has the source of the
+    section's value it inherits.
+    """
     source = str(path)
     try:
         text = Path(path).read_text(encoding="utf-8")
@@ -115,13 +158,17 @@ def load_config(path: str | os.PathLike[str]) -> Config:
         raise ConfigError([ConfigIssue(source, None, "", "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([ConfigIssue(source, None, "", f"cannot read: {exc}")]) from None
-    return load_config_text(text, source)
+    return _load_text(text, source)
 
 
 def load_config_text(text: str, source: str = "<string>") -> Config:
-    """Validate config ``text``; ``source`` names it in errors."""
+    """Validate config ``text`` merged onto the reference; ``source`` names it in errors."""
+    return _load_text(text, source)[0]
+
+
+def _load_text(text: str, source: str) -> tuple[Config, dict[str, ValueSource]]:
     data, lines, issues = _parse_yaml(text, source)
-    return build_config(data, lines, source, issues)
+    return _build(data, lines, source, issues)
 
 
 def _parse_yaml(
@@ -142,15 +189,148 @@ def _parse_yaml(
     return data, {path: pos.line for path, pos in positions.items()}, issues
 
 
+# ---------------------------------------------------------------------------------- the reference
+
+
+@dataclass(frozen=True, slots=True)
+class _Reference:
+    source: str
+    data: Mapping[str, Any]
+    lines: Mapping[KeyPath, int]
+
+
+@functools.cache
+def _reference() -> _Reference:
+    """The packaged reference, parsed once and checked on its own (its errors name the reference file)."""
+    source = str(default_config_path())
+    try:
+        text = default_config_path().read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(source, None, "", f"cannot read the reference config: {exc}")]) from None
+    data, lines, issues = _parse_yaml(text, source)
+    origin = dict.fromkeys(_leaves(data), True)
+    _validate(data, lines, origin, source, issues)
+    return _Reference(source, MappingProxyType(data), MappingProxyType(lines))
+
+
+def _leaves(value: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
+    """The key path of every leaf: a scalar, a list, or an empty mapping."""
+    if isinstance(value, dict) and value:
+        for key, sub in value.items():
+            yield from _leaves(sub, (*path, key))
+    else:
+        yield path
+
+
+def _merge_onto_reference(
+    data: Mapping[str, Any], ref: Mapping[str, Any]
+) -> tuple[dict[str, Any], dict[KeyPath, bool]]:
+    """``data`` merged onto the reference, and for every leaf whether it came from ``data`` (the rule: module doc)."""
+    merged = copy.deepcopy(dict(ref))
+    origin = dict.fromkeys(_leaves(merged), False)
+    llm = data.get("llm")
+    own_models = llm.get("models") if isinstance(llm, dict) else None
+    if own_models is not None:  # the file's model set replaces the reference's
+        _drop(merged, ("llm", "models"), origin)
+        if isinstance(own_models, dict):
+            cb_models = merged.get("circuit_breaker", {}).get("models", {})
+            for name in [n for n in cb_models if n not in own_models]:
+                _drop(merged, ("circuit_breaker", "models", name), origin)
+    _overlay(merged, data, (), origin)
+    return merged, origin
+
+
+def _drop(data: dict[str, Any], path: KeyPath, origin: dict[KeyPath, bool]) -> None:
+    """Remove the value at ``path`` and the origin of every leaf under it."""
+    parent: Any = data
+    for key in path[:-1]:
+        parent = parent[key]
+    parent.pop(path[-1], None)
+    _forget(origin, path)
+
+
+def _forget(origin: dict[KeyPath, bool], path: KeyPath) -> None:
+    for leaf in [p for p in origin if p[: len(path)] == path]:
+        del origin[leaf]
+
+
+def _overlay(base: dict[str, Any], over: Mapping[str, Any], path: KeyPath, origin: dict[KeyPath, bool]) -> None:
+    for key, value in over.items():
+        sub = (*path, key)
+        current = base.get(key)
+        if isinstance(current, dict) and (value is None or isinstance(value, dict)):
+            if value:
+                origin.pop(sub, None)  # an empty mapping of the reference is no longer a leaf
+                _overlay(current, value, sub, origin)
+            continue  # a null or empty mapping keeps the reference's
+        _forget(origin, sub)
+        base[key] = copy.deepcopy(value)
+        origin.update(dict.fromkeys(_leaves(value, sub), True))
+
+
+def _reference_modes_issue(
+    merged: dict[str, Any], data: Mapping[str, Any], origin: Mapping[KeyPath, bool], c: _Checker
+) -> None:
+    """One error when the file's own models leave reference modes naming models it does not define."""
+    llm = data.get("llm")
+    own = llm.get("models") if isinstance(llm, dict) else None
+    modes = merged.get("modes")
+    if not isinstance(own, dict) or not own or not isinstance(modes, dict):
+        return
+    stale = [
+        mode
+        for mode, spec in modes.items()
+        if isinstance(spec, dict)
+        and isinstance(spec.get("models"), list)
+        and origin.get(("modes", mode, "models")) is False
+        and any(m not in own for m in spec["models"])
+    ]
+    if not stale:
+        return
+    used = ", ".join(dict.fromkeys(m for mode in stale for m in modes[mode]["models"]))
+    defined = ", ".join(map(str, own))
+    if data.get("modes"):
+        message = (
+            f"the reference modes {', '.join(stale)} use {used}; your llm.models defines {defined}: "
+            f"write models: for {', '.join(stale)}"
+        )
+    else:
+        message = f"the reference modes use {used}; your llm.models defines {defined}: write modes: for your models"
+    c.issues.append(ConfigIssue(c.source, c.lines.get(("modes",)), "modes", message))
+    for mode in stale:  # already reported: no second error per model name
+        del modes[mode]["models"]
+
+
+def _sources(
+    config: Config, origin: Mapping[KeyPath, bool], lines: Mapping[KeyPath, int], source: str
+) -> dict[str, ValueSource]:
+    """The source of every leaf of ``config.to_dict()`` (but ``source``)."""
+    ref = _reference()
+
+    def of(path: KeyPath) -> ValueSource:
+        if path in origin:
+            if origin[path]:
+                return ValueSource("file", source, lines.get(path))
+            return ValueSource("reference", ref.source, ref.lines.get(path))
+        if path[:2] == ("circuit_breaker", "models") and len(path) == 4:
+            return of(("circuit_breaker", path[3]))  # inherited from the section
+        return ValueSource("default", "", None)
+
+    data = config.to_dict()
+    del data["source"]
+    return {format_path(path): of(path) for path in _leaves(data)}
+
+
 # ------------------------------------------------------------------------------------- validation
 
 
 class _Checker:
-    """Collects issues while reading typed values out of the raw data."""
+    """Collects issues while reading typed values out of the merged data."""
 
-    def __init__(self, source: str, lines: Mapping[KeyPath, int]) -> None:
+    def __init__(self, source: str, lines: Mapping[KeyPath, int], origin: Mapping[KeyPath, bool]) -> None:
         self.source = source
         self.lines = lines
+        self.origin = origin
         self.issues: list[ConfigIssue] = []
 
     def line(self, path: KeyPath) -> int | None:
@@ -161,7 +341,17 @@ class _Checker:
         return self.lines.get(())
 
     def error(self, path: KeyPath, message: str) -> None:
+        if self._from_reference(path):
+            message += " (the reference's value: this file does not set it)"
         self.issues.append(ConfigIssue(self.source, self.line(path), format_path(path), message))
+
+    def _from_reference(self, path: KeyPath) -> bool:
+        """Whether the value at ``path`` came wholly from the reference (never blame the file for it)."""
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.origin:
+                return not self.origin[path[:end]]
+        under = [team for leaf, team in self.origin.items() if leaf[: len(path)] == path]
+        return bool(under) and not any(under)
 
     def section(self, data: Mapping[str, Any], path: KeyPath, key: str) -> dict[str, Any]:
         value = data.get(key)
@@ -178,13 +368,17 @@ class _Checker:
             if key not in allowed:
                 self.error((*path, str(key)), f"unknown key (allowed: {', '.join(allowed)})")
 
-    def fields(self, data: Mapping[str, Any], path: KeyPath, spec: Mapping[str, Spec], base: Any) -> dict[str, Any]:
-        """Read every field of ``spec`` from ``data``, defaulting to ``base``'s attribute."""
+    def fields(
+        self, data: Mapping[str, Any], path: KeyPath, spec: Mapping[str, Spec], defaults: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Read every field of ``spec`` from ``data``, falling back to ``defaults`` (None when it has none)."""
         self.unknown(data, path, tuple(spec))
         out: dict[str, Any] = {}
         for name, rule in spec.items():
-            default = getattr(base, name)
+            default = defaults.get(name)
             if name not in data:
+                if name not in defaults:  # merged data has every reference key: only a broken reference
+                    self.error((*path, name), "missing")
                 out[name] = default
                 continue
             value, problem = rule(data[name])
@@ -196,25 +390,67 @@ class _Checker:
         return out
 
 
+def _defaults(obj: Any) -> dict[str, Any]:
+    """A settings dataclass's fields as a mapping (the fallback for a key the merged data lacks)."""
+    return {name: getattr(obj, name) for name in obj.__slots__}
+
+
+#: fallbacks only matter for a value already reported as invalid: merged data has every reference key
+_BREAKER_SECTION_DEFAULTS: Final = {
+    **_defaults(BreakerSettings()),
+    "enabled": CircuitBreakerConfig().enabled,
+    "auto_downshift": CircuitBreakerConfig().auto_downshift,
+}
+
+
 def build_config(
     data: Mapping[str, Any],
     lines: Mapping[KeyPath, int],
     source: str,
     issues: list[ConfigIssue] | None = None,
 ) -> Config:
-    """Validate parsed config ``data`` (``lines`` maps key paths to line numbers); raise every issue at once."""
-    c = _Checker(source, lines)
+    """Validate ``data`` merged onto the reference (``lines`` maps its key paths to line numbers); raise every issue at once."""
+    return _build(data, lines, source, issues)[0]
+
+
+def _build(
+    data: Mapping[str, Any],
+    lines: Mapping[KeyPath, int],
+    source: str,
+    issues: list[ConfigIssue] | None = None,
+) -> tuple[Config, dict[str, ValueSource]]:
+    merged, origin = _merge_onto_reference(data, _reference().data)
+    config = _validate(merged, lines, origin, source, issues, own=data)
+    return config, _sources(config, origin, lines, source)
+
+
+def _validate(
+    data: dict[str, Any],
+    lines: Mapping[KeyPath, int],
+    origin: Mapping[KeyPath, bool],
+    source: str,
+    issues: list[ConfigIssue] | None = None,
+    own: Mapping[str, Any] | None = None,
+) -> Config:
+    """Check merged ``data`` (``own``: the file's data, before the merge); raise every issue at once."""
+    c = _Checker(source, lines, origin)
     c.issues.extend(issues or ())
+    _reference_modes_issue(data, data if own is None else own, origin, c)
     c.unknown(data, (), SECTIONS)
     models = _build_models(c, c.section(data, (), "llm"))
     modes = _build_modes(c, c.section(data, (), "modes"), models)
     mode_controller = ModeControllerConfig(
-        **c.fields(c.section(data, (), "mode_controller"), ("mode_controller",), MODE_CONTROLLER_SPEC, ModeControllerConfig())
+        **c.fields(c.section(data, (), "mode_controller"), ("mode_controller",), MODE_CONTROLLER_SPEC,
+                   _defaults(ModeControllerConfig()))
     )
-    jg = JSONGuardConfig(**c.fields(c.section(data, (), "json_guard"), ("json_guard",), JSON_GUARD_SPEC, JSONGuardConfig()))
+    jg = JSONGuardConfig(
+        **c.fields(c.section(data, (), "json_guard"), ("json_guard",), JSON_GUARD_SPEC, _defaults(JSONGuardConfig()))
+    )
     circuit_breaker = _build_breakers(c, c.section(data, (), "circuit_breaker"), models)
-    cache = CacheConfig(**c.fields(c.section(data, (), "cache"), ("cache",), CACHE_SPEC, CacheConfig()))
-    health = HealthCheckConfig(**c.fields(c.section(data, (), "health_check"), ("health_check",), HEALTH_SPEC, HealthCheckConfig()))
+    cache = CacheConfig(**c.fields(c.section(data, (), "cache"), ("cache",), CACHE_SPEC, _defaults(CacheConfig())))
+    health = HealthCheckConfig(
+        **c.fields(c.section(data, (), "health_check"), ("health_check",), HEALTH_SPEC, _defaults(HealthCheckConfig()))
+    )
     if 0 < health.probe_interval < 0.05:
         c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
 
@@ -229,16 +465,16 @@ def build_config(
         modes=MappingProxyType(modes),
         mode_controller=mode_controller,
         health_check=health,
-        raw=MappingProxyType(copy.deepcopy(dict(data))),
+        raw=MappingProxyType(copy.deepcopy(data)),
     )
 
 
 def _build_models(c: _Checker, llm: Mapping[str, Any]) -> dict[str, ModelConfig]:
-    """``llm.models``: the shipped three when absent."""
+    """``llm.models``: every model, a setting it leaves out taking the :class:`ModelConfig` default."""
     c.unknown(llm, ("llm",), ("models",))
     raw_models = llm.get("models")
     if raw_models is None:
-        return {n: ModelConfig(n, model_id=mid) for n, mid in DEFAULT_MODELS.items()}
+        return {}  # only when ``llm`` itself was invalid (reported): the reference always has models
     if not isinstance(raw_models, dict) or not raw_models:
         c.error(("llm", "models"), f"expected a non-empty mapping of model name to settings, found {kind(raw_models)}")
         return {}
@@ -260,7 +496,7 @@ def _build_model(c: _Checker, name: object, spec: Any) -> ModelConfig | None:
     if not isinstance(spec, dict):
         c.error(path, f"expected a mapping, found {kind(spec)}")
         return None
-    values = c.fields(spec, path, MODEL_SPEC, ModelConfig(name, model_id=name))
+    values = c.fields(spec, path, MODEL_SPEC, _defaults(ModelConfig(name, model_id=name)))
     if values["backend"] == "openai" and not values["base_url"]:
         c.error((*path, "base_url"), f"required when backend is openai (e.g. http://{LOOPBACK_HOST}:8000/v1)")
     elif values["base_url"] and not _http_url(values["base_url"]):
@@ -269,21 +505,18 @@ def _build_model(c: _Checker, name: object, spec: Any) -> ModelConfig | None:
 
 
 def _build_modes(c: _Checker, modes_raw: Mapping[str, Any], models: Mapping[str, ModelConfig]) -> dict[str, ModeConfig]:
-    """``modes``: every mode, each trying every configured model unless it lists its own."""
+    """``modes``: every mode (merged data has each one; a missing part follows an error already reported)."""
     c.unknown(modes_raw, ("modes",), MODES)
     names = tuple(models)
     modes: dict[str, ModeConfig] = {}
     for mode in MODES:
         path: KeyPath = ("modes", mode)
         spec = modes_raw.get(mode)
-        if spec is None:
-            modes[mode] = ModeConfig(mode, models=names)
-            continue
         if not isinstance(spec, dict):
-            c.error(path, f"expected a mapping, found {kind(spec)}")
-            modes[mode] = ModeConfig(mode, models=names)
+            if modes_raw:  # else the section itself was reported
+                c.error(path, f"expected a mapping, found {kind(spec)}")
             continue
-        values = c.fields({k: v for k, v in spec.items() if k != "models"}, path, MODE_SPEC, ModeConfig(mode, ()))
+        values = c.fields({k: v for k, v in spec.items() if k != "models"}, path, MODE_SPEC, {})
         mode_models = _mode_models(c, path, spec["models"], models) if "models" in spec else names
         modes[mode] = ModeConfig(mode, models=mode_models, **values)
     return modes
@@ -313,7 +546,7 @@ def _build_breakers(c: _Checker, cb_raw: Mapping[str, Any], models: Mapping[str,
         {k: v for k, v in cb_raw.items() if k != "models"},
         ("circuit_breaker",),
         BREAKER_SECTION_SPEC,
-        BreakerSectionDefaults(),
+        _BREAKER_SECTION_DEFAULTS,
     )
     defaults = BreakerSettings(**{k: cb_values[k] for k in BREAKER_SPEC})
     _check_window(c, ("circuit_breaker",), defaults)
@@ -347,8 +580,9 @@ def _breaker_override(
     if not isinstance(spec, dict):
         c.error(path, f"expected a mapping, found {kind(spec)}")
         return None
-    settings = BreakerSettings(**c.fields(spec, path, BREAKER_SPEC, defaults))
-    _check_window(c, path, settings)
+    settings = BreakerSettings(**c.fields(spec, path, BREAKER_SPEC, _defaults(defaults)))
+    if "window_size" in spec or "minimum_calls" in spec:  # else the section's check already covers it
+        _check_window(c, path, settings)
     return settings
 
 

@@ -1,5 +1,10 @@
-"""What ``llm_ensemble.yaml`` may hold: every setting as a typed, immutable dataclass with its default, and
-the rule each value must pass. The one source of the defaults: the guards' constructors read theirs here.
+"""What ``llm_ensemble.yaml`` may hold: every setting as a typed, immutable dataclass, and the rule each
+value must pass.
+
+The default of every setting is the shipped reference file (``fragrance_ai/configs/llm_ensemble.yaml``):
+the loader merges each file onto it. The dataclass defaults below are what the guards' constructors
+use when built without a config; ``tests/fragrance_ai/test_config_reference.py`` fails, naming each key,
+when they differ from the reference. A mode has no code defaults at all (it always comes from a file).
 
 :mod:`fragrance_ai.config_loader` reads a file against this definition. This module sits at the bottom of
 the package: it must not import any guard or the service, read files, or touch the environment.
@@ -19,7 +24,6 @@ from fragrance_ai.constants import DEFAULT_MODE, MODES
 
 __all__ = [
     "BACKENDS",
-    "DEFAULT_MODELS",
     "MODES",
     "SECTIONS",
     "BreakerSettings",
@@ -90,9 +94,9 @@ class ModeConfig:
 
     name: str
     models: tuple[str, ...]
-    temperature: float = 0.7
-    top_p: float = 0.9
-    max_tokens: int = 512
+    temperature: float
+    top_p: float
+    max_tokens: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,7 +224,7 @@ class Config:
     modes: Mapping[str, ModeConfig]
     mode_controller: ModeControllerConfig
     health_check: HealthCheckConfig
-    #: the file's data as parsed (before defaults), for deep-merging overrides onto it
+    #: the effective data (the file merged onto the reference), for deep-merging overrides onto it
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
     @property
@@ -228,7 +232,7 @@ class Config:
         return tuple(self.llm.models)
 
     def with_overrides(self, overrides: Mapping[str, Any], source: str | None = None) -> Config:
-        """A new config: ``overrides`` deep-merged onto this file's data, validated again."""
+        """A new config: ``overrides`` deep-merged onto the effective data, validated again."""
         from fragrance_ai.config_loader import (
             build_config,  # the loader sits above this definition
         )
@@ -456,21 +460,3 @@ HEALTH_SPEC: Final[dict[str, Spec]] = {
 }
 SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
 
-
-@dataclass(frozen=True, slots=True)
-class BreakerSectionDefaults:
-    enabled: bool = True
-    auto_downshift: bool = True
-    failure_threshold: float = 0.5
-    success_threshold: int = 5
-    timeout: float = 60.0
-    half_open_requests: int = 3
-    window_size: int = 20
-    minimum_calls: int = 10
-
-
-DEFAULT_MODELS: Final = {
-    "qwen": "qwen2.5-7b-instruct",
-    "mistral": "mistral-7b-instruct",
-    "llama": "llama-3.1-8b-instruct",
-}
