@@ -1,22 +1,15 @@
 """Load and strictly validate ``llm_ensemble.yaml``: the one source of every guard's settings.
 
 ``get_config()`` finds the file (explicit path, ``$FRAGRANCE_AI_CONFIG``, ``./configs/llm_ensemble.yaml``,
-the reference shipped in the package), parses it keeping line numbers, merges it onto the reference and
-returns an immutable :class:`Config`. Every problem (unknown key, wrong type, out-of-range value, a mode
-naming an unknown model) is collected and raised at once as :class:`ConfigError`, each naming file, line
-and key path. What a file may hold is defined in :mod:`fragrance_ai.config_schema` (re-exported here).
-
-The merge rule: the packaged reference file is the default of every key. Mappings merge key by key
-(a ``null`` or empty section keeps the reference's), scalars and lists replace. One exception:
-``llm.models``, when a file gives it, is that file's model set and replaces the reference's; the
-reference's ``circuit_breaker.models`` entries for models the file does not define are then dropped,
-and reference modes naming such models are one error (write ``modes:`` for your models).
-:func:`load_config_with_sources` says where each effective value came from; :func:`config_warnings`
-(from :mod:`fragrance_ai.config_warnings`) flags settings that make a guard ineffective.
+the reference shipped in the package), parses it keeping line numbers, merges it onto the reference (the
+rule: :mod:`fragrance_ai.config_merge`) and returns an immutable :class:`Config`. Every problem is
+collected and raised at once as :class:`ConfigError`, each naming file, line and key path. What a file
+may hold is defined in :mod:`fragrance_ai.config_schema` (re-exported here);
+:func:`load_config_with_sources` says where each value came from; :func:`config_warnings` flags settings
+that make a guard ineffective.
 
 This module sits at the bottom of the package: it must not import any guard or the service.
 """
-
 from __future__ import annotations
 
 import copy
@@ -27,8 +20,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Final, Literal
+from typing import Any, Final
 
+from fragrance_ai.config_merge import ValueSource, leaves, merge_onto_reference, stale_reference_modes
 from fragrance_ai.config_schema import (
     BACKENDS,
     BREAKER_SECTION_SPEC,
@@ -91,26 +85,6 @@ __all__ = [
 ]
 
 ENV_VAR: Final = "FRAGRANCE_AI_CONFIG"
-
-
-@dataclass(frozen=True, slots=True)
-class ValueSource:
-    """Where one effective setting came from: a line of the loaded file, the reference, or a model's default.
-
-    ``kind`` is ``file`` (the loaded file; ``line`` is where), ``reference`` (the packaged reference;
-    ``file`` and ``line`` point into it) or ``default`` (a setting a model of the file's own
-    ``llm.models`` leaves out: the :class:`ModelConfig` default).
-    """
-
-    kind: Literal["file", "reference", "default"]
-    file: str
-    line: int | None
-
-    def __str__(self) -> str:
-        if self.kind == "file":
-            name = Path(self.file).name
-            return f"from {name}:{self.line}" if self.line is not None else f"from {name}"
-        return self.kind
 
 
 # ------------------------------------------------------------------------------- finding and loading
@@ -208,95 +182,21 @@ def _reference() -> _Reference:
     except OSError as exc:
         raise ConfigError([ConfigIssue(source, None, "", f"cannot read the reference config: {exc}")]) from None
     data, lines, issues = _parse_yaml(text, source)
-    origin = dict.fromkeys(_leaves(data), True)
+    origin = dict.fromkeys(leaves(data), True)
     _validate(data, lines, origin, source, issues)
     return _Reference(source, MappingProxyType(data), MappingProxyType(lines))
-
-
-def _leaves(value: Any, path: KeyPath = ()) -> Iterator[KeyPath]:
-    """The key path of every leaf: a scalar, a list, or an empty mapping."""
-    if isinstance(value, dict) and value:
-        for key, sub in value.items():
-            yield from _leaves(sub, (*path, key))
-    else:
-        yield path
-
-
-def _merge_onto_reference(
-    data: Mapping[str, Any], ref: Mapping[str, Any]
-) -> tuple[dict[str, Any], dict[KeyPath, bool]]:
-    """``data`` merged onto the reference, and for every leaf whether it came from ``data`` (the rule: module doc)."""
-    merged = copy.deepcopy(dict(ref))
-    origin = dict.fromkeys(_leaves(merged), False)
-    llm = data.get("llm")
-    own_models = llm.get("models") if isinstance(llm, dict) else None
-    if own_models is not None:  # the file's model set replaces the reference's
-        _drop(merged, ("llm", "models"), origin)
-        if isinstance(own_models, dict):
-            cb_models = merged.get("circuit_breaker", {}).get("models", {})
-            for name in [n for n in cb_models if n not in own_models]:
-                _drop(merged, ("circuit_breaker", "models", name), origin)
-    _overlay(merged, data, (), origin)
-    return merged, origin
-
-
-def _drop(data: dict[str, Any], path: KeyPath, origin: dict[KeyPath, bool]) -> None:
-    """Remove the value at ``path`` and the origin of every leaf under it."""
-    parent: Any = data
-    for key in path[:-1]:
-        parent = parent[key]
-    parent.pop(path[-1], None)
-    _forget(origin, path)
-
-
-def _forget(origin: dict[KeyPath, bool], path: KeyPath) -> None:
-    for leaf in [p for p in origin if p[: len(path)] == path]:
-        del origin[leaf]
-
-
-def _overlay(base: dict[str, Any], over: Mapping[str, Any], path: KeyPath, origin: dict[KeyPath, bool]) -> None:
-    for key, value in over.items():
-        sub = (*path, key)
-        current = base.get(key)
-        if isinstance(current, dict) and (value is None or isinstance(value, dict)):
-            if value:
-                origin.pop(sub, None)  # an empty mapping of the reference is no longer a leaf
-                _overlay(current, value, sub, origin)
-            continue  # a null or empty mapping keeps the reference's
-        _forget(origin, sub)
-        base[key] = copy.deepcopy(value)
-        origin.update(dict.fromkeys(_leaves(value, sub), True))
 
 
 def _reference_modes_issue(
     merged: dict[str, Any], data: Mapping[str, Any], origin: Mapping[KeyPath, bool], c: _Checker
 ) -> None:
     """One error when the file's own models leave reference modes naming models it does not define."""
-    llm = data.get("llm")
-    own = llm.get("models") if isinstance(llm, dict) else None
-    modes = merged.get("modes")
-    if not isinstance(own, dict) or not own or not isinstance(modes, dict):
+    found = stale_reference_modes(merged, data, origin)
+    if found is None:
         return
-    stale = [
-        mode
-        for mode, spec in modes.items()
-        if isinstance(spec, dict)
-        and isinstance(spec.get("models"), list)
-        and origin.get(("modes", mode, "models")) is False
-        and any(m not in own for m in spec["models"])
-    ]
-    if not stale:
-        return
-    used = ", ".join(dict.fromkeys(m for mode in stale for m in modes[mode]["models"]))
-    defined = ", ".join(map(str, own))
-    if data.get("modes"):
-        message = (
-            f"the reference modes {', '.join(stale)} use {used}; your llm.models defines {defined}: "
-            f"write models: for {', '.join(stale)}"
-        )
-    else:
-        message = f"the reference modes use {used}; your llm.models defines {defined}: write modes: for your models"
+    message, stale = found
     c.issues.append(ConfigIssue(c.source, c.lines.get(("modes",)), "modes", message))
+    modes = merged["modes"]
     for mode in stale:  # already reported: no second error per model name
         del modes[mode]["models"]
 
@@ -318,7 +218,7 @@ def _sources(
 
     data = config.to_dict()
     del data["source"]
-    return {format_path(path): of(path) for path in _leaves(data)}
+    return {format_path(path): of(path) for path in leaves(data)}
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -419,7 +319,7 @@ def _build(
     source: str,
     issues: list[ConfigIssue] | None = None,
 ) -> tuple[Config, dict[str, ValueSource]]:
-    merged, origin = _merge_onto_reference(data, _reference().data)
+    merged, origin = merge_onto_reference(data, _reference().data)
     config = _validate(merged, lines, origin, source, issues, own=data)
     return config, _sources(config, origin, lines, source)
 
