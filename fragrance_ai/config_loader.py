@@ -214,7 +214,9 @@ def build_config(
     jg = JSONGuardConfig(**c.fields(c.section(data, (), "json_guard"), ("json_guard",), JSON_GUARD_SPEC, JSONGuardConfig()))
     circuit_breaker = _build_breakers(c, c.section(data, (), "circuit_breaker"), models)
     cache = CacheConfig(**c.fields(c.section(data, (), "cache"), ("cache",), CACHE_SPEC, CacheConfig()))
-    health = HealthCheckConfig(**c.fields(c.section(data, (), "health_check"), ("health_check",), HEALTH_SPEC, HealthCheckConfig()))
+    health = HealthCheckConfig(
+        **c.fields(c.section(data, (), "health_check"), ("health_check",), HEALTH_SPEC, HealthCheckConfig())
+    )
     if 0 < health.probe_interval < 0.05:
         c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
 

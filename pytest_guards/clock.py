@@ -29,7 +29,9 @@ __all__ = ["START", "ClockMisuseError", "GuardClock"]
 START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.UTC)
 
 # Networking libraries keep real time: their own timeouts must not freeze (an event loop never would).
-_IGNORE = ("uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread")
+_IGNORE = (
+    "uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread",
+)
 
 
 class ClockMisuseError(ValueError):

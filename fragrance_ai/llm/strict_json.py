@@ -76,7 +76,9 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
-_SURROGATE_MESSAGE: Final = "the answer holds a lone UTF-16 surrogate (U+D800-U+DFFF, e.g. an emoji cut in half): not valid Unicode"
+_SURROGATE_MESSAGE: Final = (
+    "the answer holds a lone UTF-16 surrogate (U+D800-U+DFFF, e.g. an emoji cut in half): not valid Unicode"
+)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 

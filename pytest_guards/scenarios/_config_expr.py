@@ -75,7 +75,10 @@ class ConfigExpression:
     _tree: ast.expr
 
     def evaluate(self, lookup: Callable[[str], object]) -> int | float:
-        """The value with every ``config:`` key read through ``lookup`` (``MISSING`` when absent); ExpressionError if it cannot be computed."""
+        """The value with every ``config:`` key read through ``lookup`` (``MISSING`` when absent).
+
+        Raises ExpressionError if it cannot be computed.
+        """
         values: list[float] = []
         for key in self.refs:
             value = lookup(key)
@@ -128,7 +131,9 @@ def parse_expression(text: str, known_key: Callable[[str], bool] | None = None) 
     return ConfigExpression(text.strip(), tuple(refs), tree)
 
 
-def walk_expressions(data: Any, on_expression: Callable[[tuple[str | int, ...], str], None], path: tuple[str | int, ...] = ()) -> None:
+def walk_expressions(
+    data: Any, on_expression: Callable[[tuple[str | int, ...], str], None], path: tuple[str | int, ...] = ()
+) -> None:
     """Call ``on_expression(path, text)`` for every ``${...}`` scalar in nested dicts and lists."""
     if isinstance(data, dict):
         for key, value in data.items():

@@ -46,7 +46,9 @@ _IN_PROCESS_STEPS: Final = {
     "network": "inject network faults",
     "wait": "wait in real time",
 }
-_IN_PROCESS_EXPECT: Final = {"config": "the local config", "policy": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
+_IN_PROCESS_EXPECT: Final = {
+    "config": "the local config", "policy": "the local config", "calls": "LLM call logs", "elapsed": "virtual time",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,9 @@ def _known_key(key: str) -> bool:
     return not isinstance(current, (dict, list))
 
 
-def _scenario(data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]) -> Scenario:
+def _scenario(
+    data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]
+) -> Scenario:
     given = data.get("given", {})
     return Scenario(
         id=data["id"],

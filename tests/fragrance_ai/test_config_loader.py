@@ -110,7 +110,11 @@ def test_unknown_section(tmp_path: Path) -> None:
         ("json_guard:\n  max_retries: true\n", "json_guard.max_retries", "expected an integer"),
         ("circuit_breaker:\n  failure_threshold: 0\n", "circuit_breaker.failure_threshold", "(0, 1]"),
         ("circuit_breaker:\n  failure_threshold: 1.2\n", "circuit_breaker.failure_threshold", "(0, 1]"),
-        ("circuit_breaker:\n  models:\n    qwen: {failure_threshold: 2}\n", "circuit_breaker.models.qwen.failure_threshold", "(0, 1]"),
+        (
+            "circuit_breaker:\n  models:\n    qwen: {failure_threshold: 2}\n",
+            "circuit_breaker.models.qwen.failure_threshold",
+            "(0, 1]",
+        ),
         ("cache:\n  ttl_seconds: 0\n", "cache.ttl_seconds", "> 0"),
         ("cache:\n  ttl_seconds: -5\n", "cache.ttl_seconds", "> 0"),
         ("cache:\n  max_size: 0\n", "cache.max_size", ">= 1"),

@@ -49,7 +49,8 @@ def test_six_weakened_configs_are_not_promoted_and_say_why() -> None:
     with ThreadPoolExecutor(max_workers=2) as pool:
         # the real-time toxiproxy scenarios are left out here: the config checks run in-process
         results = dict(
-            zip(WEAKENED, pool.map(lambda n: verify("--config", str(WEAK / n), "--", "-m", "not toxiproxy"), WEAKENED), strict=False)
+            zip(WEAKENED, pool.map(lambda n: verify("--config", str(WEAK / n), "--", "-m", "not toxiproxy"), WEAKENED),
+                strict=False)
         )
     for name, cause in WEAKENED.items():
         result = results[name]

@@ -89,7 +89,11 @@ def private_owner(name: str) -> str | None:
 
 def test_there_are_modules_to_check() -> None:
     names = {dotted(p) for p in modules()}
-    assert {"pytest_guards.plugin", "pytest_guards.scenarios._run", "pytest_guards.faults._format", "pytest_guards.network._toxic_proxies"} <= names
+    expected = {
+        "pytest_guards.plugin", "pytest_guards.scenarios._run", "pytest_guards.faults._format",
+        "pytest_guards.network._toxic_proxies",
+    }
+    assert expected <= names
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT.parent)))
