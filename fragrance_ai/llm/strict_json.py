@@ -159,7 +159,7 @@ def compile_schema(schema: Mapping[str, Any] | bool | CompiledSchema) -> Compile
         raise TypeError(f"schema must be a JSON Schema (a dict or bool), got {type(schema).__name__}")
     cls = validator_for(schema, default=Draft202012Validator)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(schema)  # type: ignore[arg-type]  # the stubs say dict; jsonschema takes any Mapping or bool schema
     except SchemaError as exc:
         raise ValueError(f"invalid JSON Schema at {exc.json_path}: {exc.message}") from exc
     return CompiledSchema(schema, cls(schema))

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -346,7 +346,7 @@ def _specific(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
                 return [(path, f"unknown step {found!r}; expected one of: {kinds}")]
             return [(path, f"expected a step (a mapping with one of: {kinds}), found {error.instance!r}")]
     message = error.message
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, Mapping):
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
         return [([*path, k], f"unknown key (allowed: {allowed})") for k in extra] or [(path, message)]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import re
 import textwrap
 from pathlib import Path
 
@@ -212,7 +213,7 @@ def test_with_overrides_deep_merges_and_revalidates() -> None:
     assert (merged.cache.max_size, merged.cache.ttl_seconds) == (50, 5)
     assert merged.circuit_breaker.for_model("qwen").timeout == 2
     assert base.cache.ttl_seconds == 600  # the original is untouched
-    with pytest.raises(ConfigError, match="cache.ttl_seconds"):
+    with pytest.raises(ConfigError, match=re.escape("cache.ttl_seconds")):
         base.with_overrides({"cache": {"ttl_seconds": 0}})
 
 

@@ -250,7 +250,7 @@ def test_render_http_error_with_retry_after_and_custom_body() -> None:
 def test_render_malformed_body_is_a_200_that_is_not_json() -> None:
     outcome = render(malformed_body(), 0, "qwen")
     assert outcome.status == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(outcome.body)
     custom = render(malformed_body(body='{"choices": []}'), 0, "qwen")
     assert json.loads(custom.body) == {"choices": []}

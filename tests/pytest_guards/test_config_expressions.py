@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from pytest_guards.scenarios import MISSING, ExpressionError, load_scenario, lookup, parse_expression, resolve_scenario
+from pytest_guards.scenarios import (
+    MISSING,
+    ExpressionError,
+    ScenarioFileError,
+    load_scenario,
+    lookup,
+    parse_expression,
+    resolve_scenario,
+)
 
 SETTINGS: dict[str, Any] = {
     "circuit_breaker": {"timeout": 120, "minimum_calls": 10, "models": {"qwen": {"failure_threshold": 0.4}}},
@@ -150,7 +158,7 @@ def test_expression_mistakes_are_file_errors_with_lines(tmp_path: Path) -> None:
           - advance: "${config:circuit_breaker.timeout ** 2}"
         """,
     )
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ScenarioFileError) as caught:
         load_scenario(path)
     text = str(caught.value)
     assert f"{path}:5:" in text
