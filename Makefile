@@ -36,7 +36,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/ruff check --select F,E9 fragrance_ai pytest_guards tests benchmarks scripts
+	$(BIN)/ruff check fragrance_ai pytest_guards tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info

@@ -28,7 +28,7 @@ def _case(name: str, ours: float, anchor: float, goal: str) -> dict[str, Any]:
 
 
 def _reject(breaker: Any, func: Any, errors: tuple[type[BaseException], ...]) -> None:
-    with contextlib.suppress(errors):
+    with contextlib.suppress(*errors):
         breaker.call(func)
 
 

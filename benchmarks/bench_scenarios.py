@@ -1,4 +1,6 @@
-"""Benchmark: the in-process scenario suite's (toxiproxy scenarios, real time by nature, excluded) wall time, and the virtual seconds it simulates per wall second.
+"""Benchmark: the in-process scenario suite's wall time, and the virtual seconds it simulates per wall second.
+
+The toxiproxy scenarios are excluded: they run in real time by nature.
 
 Runs ``pytest scenarios`` in a subprocess with ``--guards-report`` and reads each scenario's virtual
 seconds from the report. Rows: "scenario suite wall time" vs the 10 s budget (goal ratio < 1), and

@@ -159,7 +159,7 @@ class VirtualClock:
             try:
                 if wake > self._now:
                     self.advance(wake - self._now)
-            except Exception as exc:  # a listener failed: the sleepers must still wake, with the error
+            except Exception as exc:  # noqa: BLE001 - a listener failed: the sleepers must still wake, with the error
                 for future in due:
                     if not future.done():
                         future.set_exception(exc)

@@ -8,6 +8,7 @@ frozen in time never wakes). Nothing here waits for real.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import math
 import numbers
@@ -16,10 +17,9 @@ from typing import Any
 
 from freezegun import freeze_time
 
-try:  # Modules that subclass datetime.date at import break if first imported while time is frozen
+# Modules that subclass datetime.date at import break if first imported while time is frozen
+with contextlib.suppress(ImportError):  # pydantic without its v1 shim: nothing to import early
     import pydantic.v1  # noqa: F401  (FastAPI imports it lazily, at app creation)
-except ImportError:  # pragma: no cover - pydantic without its v1 shim
-    pass
 
 from fragrance_ai.clock import VirtualClock
 
@@ -29,7 +29,9 @@ __all__ = ["START", "ClockMisuseError", "GuardClock"]
 START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.UTC)
 
 # Networking libraries keep real time: their own timeouts must not freeze (an event loop never would).
-_IGNORE = ("uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread")
+_IGNORE = (
+    "uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread",
+)
 
 
 class ClockMisuseError(ValueError):
@@ -114,10 +116,9 @@ class GuardClock:
         """Keep freezegun's time.time()/monotonic() on the virtual clock after every advance."""
         delta, self._synced = now - self._synced, now
         if self._frozen is not None and delta > 0:
-            try:
+            # past year 9999 freezegun cannot follow; virtual time still moves
+            with contextlib.suppress(OverflowError):
                 self._frozen.tick(_dt.timedelta(seconds=delta))
-            except OverflowError:  # past year 9999 freezegun cannot follow; virtual time still moves
-                pass
 
     def __repr__(self) -> str:
         return f"<guard_clock elapsed={self.elapsed:g}s>"

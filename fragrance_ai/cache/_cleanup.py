@@ -91,7 +91,7 @@ class Scheduler:
                 continue
             try:
                 timeout = min(timeout, cache._periodic_cleanup())
-            except Exception:  # a broken clock in one cache must not stop cleanup for the others
+            except Exception:  # noqa: BLE001 - a broken clock in one cache must not stop cleanup for the others
                 _log.exception("periodic cleanup of cache %r failed", cache.name)
                 timeout = min(timeout, cache.cleanup_interval)
             del cache  # hold no strong reference while waiting

@@ -373,7 +373,7 @@ def _ask(regenerate: SyncRegenerate, feedback: str) -> object:
         answer: object = regenerate(feedback)
     except AssertionError:  # e.g. respx's AllMockedAssertionError: a test failure, not a model failure
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error from the caller's regenerate is a failed attempt, re-asked or fallen back
         return _Raised(exc)
     if inspect.iscoroutine(answer):
         answer.close()  # never awaited: close it so Python does not warn
@@ -389,6 +389,6 @@ async def _aask(regenerate: AsyncRegenerate, feedback: str) -> object:
             answer = await answer
     except AssertionError:
         raise
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as in _ask: any error from regenerate is a failed attempt
         return _Raised(exc)
     return answer

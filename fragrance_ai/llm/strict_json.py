@@ -76,7 +76,9 @@ _DECODER: Final = json.JSONDecoder(
 )
 
 
-_SURROGATE_MESSAGE: Final = "the answer holds a lone UTF-16 surrogate (U+D800-U+DFFF, e.g. an emoji cut in half): not valid Unicode"
+_SURROGATE_MESSAGE: Final = (
+    "the answer holds a lone UTF-16 surrogate (U+D800-U+DFFF, e.g. an emoji cut in half): not valid Unicode"
+)
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
@@ -157,7 +159,7 @@ def compile_schema(schema: Mapping[str, Any] | bool | CompiledSchema) -> Compile
         raise TypeError(f"schema must be a JSON Schema (a dict or bool), got {type(schema).__name__}")
     cls = validator_for(schema, default=Draft202012Validator)
     try:
-        cls.check_schema(schema)
+        cls.check_schema(schema)  # type: ignore[arg-type]  # the stubs say dict; jsonschema takes any Mapping or bool schema
     except SchemaError as exc:
         raise ValueError(f"invalid JSON Schema at {exc.json_path}: {exc.message}") from exc
     return CompiledSchema(schema, cls(schema))

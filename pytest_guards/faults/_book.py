@@ -60,7 +60,10 @@ class ScriptBook:
             raise ValueError(f"{self.label}: unknown model {model!r}; configured models: {', '.join(self.models)}")
 
     def set(self, model: str, *steps: object) -> None:
-        """Replace ``model``'s script with ``steps`` (behaviours, flaky steps, a Script or plain data) and restart its call index."""
+        """Replace ``model``'s script with ``steps`` and restart its call index.
+
+        ``steps`` are behaviours, flaky steps, a Script or plain data.
+        """
         self._known(model)
         if not steps:
             raise BehaviourError(f"{self.label}.set({model!r}): expected at least one behaviour, found none")

@@ -95,7 +95,9 @@ async def _until_disconnect(receive: Receive, limit: float | None) -> None:
 
 
 class FakeLLMServer(ScriptedModels):
-    """Fake OpenAI-compatible models on a real loopback socket: ``start()``, ``set`` scripts, point clients at ``base_url(model)``.
+    """Fake OpenAI-compatible models on a real loopback socket.
+
+    ``start()``, ``set`` scripts, point clients at ``base_url(model)``.
 
     Routes: ``POST /<model>/v1/chat/completions``; ``POST /v1/chat/completions`` (routed by the body's
     ``model``); ``GET /health``. Anything else is recorded (see :attr:`unmatched`) and answered 501.

@@ -57,7 +57,9 @@ _PARAMETERS: Final[Mapping[str, _Parameter]] = {
     "status": _Parameter("status", check_status, _STATUS),
     "retry_after": _Parameter("retry_after", check_seconds, {**_SECONDS, "description": "seconds, sent as a Retry-After header"}),
     "body": _Parameter("body", check_body, {"type": "string"}),
-    "brief": _Parameter("brief_json", check_brief, {"type": "object", "description": "fields that replace the generated brief's"}),
+    "brief": _Parameter(
+        "brief_json", check_brief, {"type": "object", "description": "fields that replace the generated brief's"}
+    ),
 }
 _COMMON_KEYS: Final = ("times", "latency")
 #: parameters each kind takes, besides times and latency
@@ -161,7 +163,9 @@ def _inner(data: object, where: str) -> Behaviour:
         return _from_name(data, where)
     if isinstance(data, Mapping):
         return _behaviour_from_mapping(data, where, allow_times=False)
-    raise BehaviourError(f"{where}: expected a behaviour that is not flaky ({_EXPECTED_NAME} or a mapping), found {show_value(data)}")
+    raise BehaviourError(
+        f"{where}: expected a behaviour that is not flaky ({_EXPECTED_NAME} or a mapping), found {show_value(data)}"
+    )
 
 
 def _flaky_from_mapping(data: Mapping[Any, Any], where: str) -> Flaky:

@@ -18,7 +18,9 @@ from typing import Any, Final, Literal
 from fragrance_ai.llm.vocabulary import FAMILIES, LONGEVITY, NOTES_BY_FAMILY
 from pytest_guards.faults._behaviours import Behaviour
 
-__all__ = ["CREATED", "INVALID_JSON_TEXT", "MALFORMED_BODY", "SCHEMA_VIOLATION", "Outcome", "OutcomeKind", "render", "valid_brief"]
+__all__ = [
+    "CREATED", "INVALID_JSON_TEXT", "MALFORMED_BODY", "SCHEMA_VIOLATION", "Outcome", "OutcomeKind", "render", "valid_brief",
+]
 
 OutcomeKind = Literal["response", "timeout", "connection_error"]
 
@@ -125,7 +127,8 @@ def render(behaviour: Behaviour, call_index: int, model: str, *, request: object
         status = behaviour.status or 500
         headers: list[tuple[str, str]] = []
         if behaviour.body is None:
-            error = {"message": f"fake {model}: HTTP {status}", "type": "server_error" if status >= 500 else "invalid_request_error", "code": status}
+            error_type = "server_error" if status >= 500 else "invalid_request_error"
+            error = {"message": f"fake {model}: HTTP {status}", "type": error_type, "code": status}
             body = json.dumps({"error": error}).encode()
             headers.append(_JSON)
         else:

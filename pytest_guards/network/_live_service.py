@@ -2,7 +2,8 @@
 
 ``with LiveService(config) as service:`` builds the app with ``create_app(config)``, serves it with
 uvicorn from a background thread on a socket bound to 127.0.0.1 port 0 before uvicorn starts (no
-port race; :class:`~pytest_guards.network.UvicornThread`), and returns once it accepts connections; ``service.url`` is where to send requests and
+port race; :class:`~pytest_guards.network.UvicornThread`), and returns once it accepts connections;
+``service.url`` is where to send requests and
 ``service.system`` the wired guards. On exit it shuts uvicorn down, which runs the app's lifespan
 shutdown (the system's HTTP clients are closed).
 

@@ -248,7 +248,8 @@ class ToxiproxyServer:
         last = ""
         for _ in range(max(1, attempts)):
             port = _free_port()
-            log = tempfile.TemporaryFile(prefix="toxiproxy-server-", suffix=".log")
+            # not a `with`: the log lives as long as the server, which closes it in close()
+            log = tempfile.TemporaryFile(prefix="toxiproxy-server-", suffix=".log")  # noqa: SIM115
             try:
                 process = subprocess.Popen(
                     [os.fspath(binary), "-host", HOST, "-port", str(port)],

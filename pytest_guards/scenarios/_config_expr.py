@@ -75,7 +75,10 @@ class ConfigExpression:
     _tree: ast.expr
 
     def evaluate(self, lookup: Callable[[str], object]) -> int | float:
-        """The value with every ``config:`` key read through ``lookup`` (``MISSING`` when absent); ExpressionError if it cannot be computed."""
+        """The value with every ``config:`` key read through ``lookup`` (``MISSING`` when absent).
+
+        Raises ExpressionError if it cannot be computed.
+        """
         values: list[float] = []
         for key in self.refs:
             value = lookup(key)
@@ -128,7 +131,9 @@ def parse_expression(text: str, known_key: Callable[[str], bool] | None = None) 
     return ConfigExpression(text.strip(), tuple(refs), tree)
 
 
-def walk_expressions(data: Any, on_expression: Callable[[tuple[str | int, ...], str], None], path: tuple[str | int, ...] = ()) -> None:
+def walk_expressions(
+    data: Any, on_expression: Callable[[tuple[str | int, ...], str], None], path: tuple[str | int, ...] = ()
+) -> None:
     """Call ``on_expression(path, text)`` for every ``${...}`` scalar in nested dicts and lists."""
     if isinstance(data, dict):
         for key, value in data.items():
@@ -158,17 +163,22 @@ def _check(node: ast.expr, ref_count: int) -> str | None:
             return "${...} allows + - * / // only"
         return _check(node.left, ref_count) or _check(node.right, ref_count)
     if isinstance(node, ast.Call):
-        if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords or not node.args:
-            return "${...} calls min(...), max(...), ceil(x), floor(x) or backoff(base, cap, retries) only"
-        arity = _ARITY.get(node.func.id)
-        if arity is not None and len(node.args) != arity:
-            return f"{node.func.id}() takes {arity} argument(s)"
-        for arg in node.args:
-            problem = _check(arg, ref_count)
-            if problem is not None:
-                return problem
-        return None
+        return _check_call(node, ref_count)
     return "${...} allows numbers, config:key, + - * / //, min, max, ceil, floor and backoff only"
+
+
+def _check_call(node: ast.Call, ref_count: int) -> str | None:
+    """:func:`_check` for a call: one of the allowed functions, with its arity, on allowed arguments."""
+    if not isinstance(node.func, ast.Name) or node.func.id not in _FUNCTIONS or node.keywords or not node.args:
+        return "${...} calls min(...), max(...), ceil(x), floor(x) or backoff(base, cap, retries) only"
+    arity = _ARITY.get(node.func.id)
+    if arity is not None and len(node.args) != arity:
+        return f"{node.func.id}() takes {arity} argument(s)"
+    for arg in node.args:
+        problem = _check(arg, ref_count)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _evaluate(node: ast.expr, refs: list[float]) -> Any:

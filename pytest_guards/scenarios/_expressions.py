@@ -35,7 +35,9 @@ _COMPARE: Final[Mapping[str, Callable[[float, Any], bool]]] = {
 
 def show(value: Any) -> str:
     """A value as a report shows it (YAML spelling: true, false, null)."""
-    return repr(value) if isinstance(value, str) else str(value).replace("True", "true").replace("False", "false").replace("None", "null")
+    if isinstance(value, str):
+        return repr(value)
+    return str(value).replace("True", "true").replace("False", "false").replace("None", "null")
 
 
 def check(spec: Any, actual: Any) -> str | None:

@@ -15,7 +15,7 @@ import dataclasses
 import functools
 import os
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -235,7 +235,9 @@ def _known_key(key: str) -> bool:
     return not isinstance(current, (dict, list))
 
 
-def _scenario(data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]) -> Scenario:
+def _scenario(
+    data: dict[str, Any], path: Path, steps: tuple[Step, ...], scripts: _Scripts, positions: dict[KeyPath, Position]
+) -> Scenario:
     given = data.get("given", {})
     return Scenario(
         id=data["id"],
@@ -342,7 +344,7 @@ def _specific(error: jsonschema.ValidationError) -> list[tuple[list[Any], str]]:
                 return [(path, f"unknown step {found!r}; expected one of: {kinds}")]
             return [(path, f"expected a step (a mapping with one of: {kinds}), found {error.instance!r}")]
     message = error.message
-    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict) and isinstance(error.schema, Mapping):
         allowed = ", ".join(sorted(error.schema.get("properties", {})))
         extra = [k for k in error.instance if k not in error.schema.get("properties", {})]
         return [([*path, k], f"unknown key (allowed: {allowed})") for k in extra] or [(path, message)]

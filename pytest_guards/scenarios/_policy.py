@@ -89,7 +89,9 @@ class Policy:
     def with_team(self, team: Policy) -> Policy:
         """The shipped bounds with ``team``'s replacing them key by key, and what that loosened."""
         by_key = {b.key: b for b in self.bounds}
-        loosened = [Loosened(b.key, by_key[b.key], b) for b in team.bounds if b.key in by_key and _looser(b.ops, by_key[b.key].ops)]
+        loosened = [
+            Loosened(b.key, by_key[b.key], b) for b in team.bounds if b.key in by_key and _looser(b.ops, by_key[b.key].ops)
+        ]
         merged = {**by_key, **{b.key: b for b in team.bounds}}
         return Policy(tuple(merged.values()), (*self.sources, *team.sources), tuple(loosened))
 
@@ -102,7 +104,9 @@ class Policy:
     def to_dict(self) -> dict[str, Any]:
         return {
             "sources": list(self.sources),
-            "bounds": [{"item": b.item, "key": b.key, "bound": b.spec(), "reason": b.reason, "where": b.where} for b in self.bounds],
+            "bounds": [
+                {"item": b.item, "key": b.key, "bound": b.spec(), "reason": b.reason, "where": b.where} for b in self.bounds
+            ],
             "loosened": [
                 {"key": x.key, "shipped": x.shipped.spec(), "team": x.team.spec(), "where": x.team.where} for x in self.loosened
             ],

@@ -94,7 +94,8 @@ async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
             except ScenarioFailure:
                 raise
             except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
-                raise ScenarioFailure(run.scenario, step, [f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"]) from None
+                problem = f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"
+                raise ScenarioFailure(run.scenario, step, [problem]) from None
 
 
 async def _run_parallel(run: _Run, step: Step, state: _State) -> None:

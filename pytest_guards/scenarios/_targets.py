@@ -179,7 +179,9 @@ class NetworkTarget(_SystemInThisProcess):
 
     name = "network"
 
-    def __init__(self, system: GuardSystem, client: httpx.AsyncClient, llm: ScriptedModels, proxies: dict[str, ToxicProxy]) -> None:
+    def __init__(
+        self, system: GuardSystem, client: httpx.AsyncClient, llm: ScriptedModels, proxies: dict[str, ToxicProxy]
+    ) -> None:
         self.system = system
         self.client = client
         self.llm = llm

@@ -43,33 +43,46 @@ async def test_asleep_advances_and_yields() -> None:
 
 async def test_virtual_timeout_cuts_off_at_the_deadline() -> None:
     clock = VirtualClock()
-    with pytest.raises(TimeoutError):
+
+    async def sleep_past_the_deadline() -> None:
         async with clock.timeout(10):
             await clock.asleep(4)
             await clock.asleep(15)
+
+    with pytest.raises(TimeoutError):
+        await sleep_past_the_deadline()
     assert clock() == 10.0  # advanced exactly to the deadline, not past it
 
 
 async def test_virtual_timeout_is_not_swallowed_by_broad_except() -> None:
     clock = VirtualClock()
-    with pytest.raises(TimeoutError):
+
+    async def careless_guard() -> None:
         async with clock.timeout(1):
             try:
                 await clock.asleep(2)
             except Exception:  # noqa: BLE001 - what a careless guard would write
                 pytest.fail("the deadline must not be an Exception")
 
+    with pytest.raises(TimeoutError):
+        await careless_guard()
+
 
 async def test_nested_timeouts_end_the_block_whose_deadline_passed() -> None:
     clock = VirtualClock()
     inner_timed_out = False
-    with pytest.raises(TimeoutError):
+
+    async def nested() -> None:
+        nonlocal inner_timed_out
         async with clock.timeout(5):
             try:
                 async with clock.timeout(60):
                     await clock.asleep(30)
             except TimeoutError:
                 inner_timed_out = True
+
+    with pytest.raises(TimeoutError):
+        await nested()
     assert not inner_timed_out
     assert clock() == 5.0
     async with clock.timeout(5):
@@ -102,7 +115,7 @@ async def test_each_concurrent_timeout_is_judged_on_its_own_deadline() -> None:
             return "timeout"
 
     results = await asyncio.gather(call(4), call(4), call(4), call(15))
-    assert results == ["ok", "ok", "ok", "timeout"]
+    assert list(results) == ["ok", "ok", "ok", "timeout"]
     assert clock() == 10.0
 
 

@@ -105,7 +105,7 @@ class _Briefs:
     """The attribute and method of LLMEnsemble the collector reads."""
 
     def __init__(self) -> None:
-        self.briefs_total = dict.fromkeys(BRIEF_SOURCES, 0)
+        self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
 
     def briefs_snapshot(self) -> dict[str, int]:
         return dict(self.briefs_total)

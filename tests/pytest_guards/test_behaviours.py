@@ -250,7 +250,7 @@ def test_render_http_error_with_retry_after_and_custom_body() -> None:
 def test_render_malformed_body_is_a_200_that_is_not_json() -> None:
     outcome = render(malformed_body(), 0, "qwen")
     assert outcome.status == 200
-    with pytest.raises(ValueError):
+    with pytest.raises(json.JSONDecodeError):
         json.loads(outcome.body)
     custom = render(malformed_body(body='{"choices": []}'), 0, "qwen")
     assert json.loads(custom.body) == {"choices": []}
@@ -270,7 +270,10 @@ ACCEPTED: list[tuple[object, Script]] = [
     ("timeout", Script.of(timeout())),
     ("http_error", Script.of(http_error(500))),
     ("http_503", Script.of(http_error(503))),
-    ({"http_error": 503, "retry_after": 2, "times": 3, "latency": 1.5}, Script.of(http_error(503, retry_after=2).times(3).after(1.5))),
+    (
+        {"http_error": 503, "retry_after": 2, "times": 3, "latency": 1.5},
+        Script.of(http_error(503, retry_after=2).times(3).after(1.5)),
+    ),
     ({"http_error": {"status": 429, "retry_after": 1}}, Script.of(http_error(429, retry_after=1))),
     ({"http_error": None, "body": "oops"}, Script.of(http_error(500, body="oops"))),
     ({"valid": {"brief": {"intensity": 7}}}, Script.of(valid(brief={"intensity": 7}))),
@@ -322,9 +325,11 @@ REJECTED: list[tuple[object, str]] = [
     ({"timeout": None, "retry_after": 1}, "given.llm.qwen.retry_after: unknown key for timeout; expected one of: latency, times"),
     ({"http_error": 503, "retry_afterr": 1}, "given.llm.qwen.retry_afterr: unknown key for http_error; expected one of: "
      "body, latency, retry_after, status, times (did you mean 'retry_after'?)"),
-    ({"http_error": {"status": 503}, "status": 502}, "given.llm.qwen.status: status is given twice (inside http_error and beside it); keep one"),
+    ({"http_error": {"status": 503}, "status": 502},
+     "given.llm.qwen.status: status is given twice (inside http_error and beside it); keep one"),
     ({"timeout": None, "valid": None}, "given.llm.qwen: expected exactly one behaviour key (valid, invalid_json, "
-     "schema_violation, fenced, prose, truncated, http_error, timeout, connection_error, empty, malformed_body), found 2: timeout, valid"),
+     "schema_violation, fenced, prose, truncated, http_error, timeout, connection_error, empty, malformed_body), "
+     "found 2: timeout, valid"),
     ({"retry_after": 2}, "given.llm.qwen: expected exactly one behaviour key"),
     ({"timeuot": None}, "found keys timeuot (did you mean 'timeout'?)"),
     ({"valid": {"brief": ["x"]}}, "given.llm.qwen.valid.brief: expected a mapping of brief fields, found a list of 1"),
@@ -332,7 +337,8 @@ REJECTED: list[tuple[object, str]] = [
     ({"flaky": "timeout"}, "given.llm.qwen.probability: expected a probability from 0 to 1, found nothing (it is required)"),
     ({"flaky": "timeout", "probability": 2}, "given.llm.qwen.probability: expected a probability from 0 to 1, found 2"),
     ({"flaky": "timeout", "probability": 0.5, "seed": "x"}, "given.llm.qwen.seed: expected a whole number, found 'x'"),
-    ({"flaky": None, "probability": 0.5}, "given.llm.qwen.flaky: expected the behaviour that fails (e.g. timeout), found nothing (null)"),
+    ({"flaky": None, "probability": 0.5},
+     "given.llm.qwen.flaky: expected the behaviour that fails (e.g. timeout), found nothing (null)"),
     ({"flaky": {"flaky": "timeout", "probability": 1}, "probability": 0.5},
      "given.llm.qwen.flaky: expected a behaviour that is not flaky, found a flaky step"),
     ({"flaky": {"timeout": None, "times": 2}, "probability": 0.5}, "given.llm.qwen.flaky.times: put times on the flaky step"),

@@ -8,7 +8,15 @@ from typing import Any
 
 import pytest
 
-from pytest_guards.scenarios import MISSING, ExpressionError, load_scenario, lookup, parse_expression, resolve_scenario
+from pytest_guards.scenarios import (
+    MISSING,
+    ExpressionError,
+    ScenarioFileError,
+    load_scenario,
+    lookup,
+    parse_expression,
+    resolve_scenario,
+)
 
 SETTINGS: dict[str, Any] = {
     "circuit_breaker": {"timeout": 120, "minimum_calls": 10, "models": {"qwen": {"failure_threshold": 0.4}}},
@@ -124,14 +132,17 @@ def test_a_scenario_takes_its_numbers_from_the_settings_it_is_resolved_with(tmp_
     step = resolved.given_llm["qwen"].steps[0]
     assert getattr(step, "latency", None) == 3.5, step
     # the loaded scenario is unchanged: another config resolves it anew
-    again, _ = resolve_scenario(scenario, {"circuit_breaker": {"minimum_calls": 3, "timeout": 60}, "health_check": {"timeout": 10}})
+    config = {"circuit_breaker": {"minimum_calls": 3, "timeout": 60}, "health_check": {"timeout": 10}}
+    again, _ = resolve_scenario(scenario, config)
     assert again.steps[0].value["times"] == 3
 
 
 def test_a_value_the_format_refuses_is_named_with_its_expression(tmp_path: Path) -> None:
     scenario = load_scenario(write(tmp_path, SCENARIO))
-    _, problems = resolve_scenario(scenario, {"circuit_breaker": {"minimum_calls": 0, "timeout": 0}, "health_check": {"timeout": 4}})
-    assert any("steps[0].repeat.times (line 9)" in p and "(from ${config:circuit_breaker.minimum_calls})" in p for p in problems), problems
+    config = {"circuit_breaker": {"minimum_calls": 0, "timeout": 0}, "health_check": {"timeout": 4}}
+    _, problems = resolve_scenario(scenario, config)
+    source = "(from ${config:circuit_breaker.minimum_calls})"
+    assert any("steps[0].repeat.times (line 9)" in p and source in p for p in problems), problems
     assert any("steps[1].advance (line 12)" in p for p in problems), problems
 
 
@@ -147,7 +158,7 @@ def test_expression_mistakes_are_file_errors_with_lines(tmp_path: Path) -> None:
           - advance: "${config:circuit_breaker.timeout ** 2}"
         """,
     )
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(ScenarioFileError) as caught:
         load_scenario(path)
     text = str(caught.value)
     assert f"{path}:5:" in text

@@ -93,7 +93,7 @@ def test_stop_ends_the_thread_and_closes_the_port() -> None:
 def test_url_before_start_and_double_start_are_errors() -> None:
     fake = FakeLLMServer(["qwen"])
     with pytest.raises(RuntimeError, match="not started"):
-        fake.url
+        _ = fake.url
     with fake, pytest.raises(RuntimeError, match="already started"):
         fake.start()
     with pytest.raises(ValueError, match="max_hold must be a positive number of seconds, found 0"):

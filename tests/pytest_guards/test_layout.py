@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -89,7 +90,11 @@ def private_owner(name: str) -> str | None:
 
 def test_there_are_modules_to_check() -> None:
     names = {dotted(p) for p in modules()}
-    assert {"pytest_guards.plugin", "pytest_guards.scenarios._run", "pytest_guards.faults._format", "pytest_guards.network._toxic_proxies"} <= names
+    expected = {
+        "pytest_guards.plugin", "pytest_guards.scenarios._run", "pytest_guards.faults._format",
+        "pytest_guards.network._toxic_proxies",
+    }
+    assert expected <= names
 
 
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT.parent)))
@@ -120,12 +125,15 @@ def test_every_file_is_at_most_500_lines(path: Path) -> None:
 @pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(ROOT.parent)))
 def test_every_module_starts_with_a_docstring(path: Path) -> None:
     body = ast.parse(path.read_text(encoding="utf-8")).body
-    assert body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant), path
-    assert isinstance(body[0].value.value, str) and body[0].value.value.strip(), path
+    assert body, path
+    assert isinstance(body[0], ast.Expr), path
+    assert isinstance(body[0].value, ast.Constant), path
+    assert isinstance(body[0].value.value, str), path
+    assert body[0].value.value.strip(), path
 
 
 @pytest.mark.parametrize("package", [pytest_guards, faults, network, scenarios], ids=lambda m: m.__name__)
-def test_every_public_name_resolves(package: object) -> None:
+def test_every_public_name_resolves(package: ModuleType) -> None:
     names = package.__all__
     assert names
     assert len(names) == len(set(names))

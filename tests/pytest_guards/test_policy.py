@@ -11,7 +11,9 @@ import pytest
 from pytest_guards.scenarios import CHECKLIST_ITEMS, POLICY_FILE, PolicyError, load_policy, shipped_policy
 
 REFERENCE = {
-    "json_guard": {"enabled": True, "max_retries": 3, "backoff_base": 1.0, "jitter": 0.5, "fallback_enabled": True, "strict_schema": True},
+    "json_guard": {
+        "enabled": True, "max_retries": 3, "backoff_base": 1.0, "jitter": 0.5, "fallback_enabled": True, "strict_schema": True,
+    },
 }
 
 
@@ -142,7 +144,9 @@ def test_plugin_shows_a_loosened_policy_and_strict_refuses_it(pytester: pytest.P
     (pytester.path / "p.scenario.yaml").write_text(
         "id: jg-policy\ntitle: policy\nchecklist: json_guard\nsteps:\n  - expect:\n      policy: json_guard\n", encoding="utf-8"
     )
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guards-policy", "team.yaml", "--guards-item", "json_guard", timeout=120)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--guards-policy", "team.yaml", "--guards-item", "json_guard", timeout=120
+    )
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
         [

@@ -95,13 +95,18 @@ def test_an_unrelated_projects_config_does_not_break_its_tests(guards: pytest.Py
     guards.makepyfile(test_plain="def test_plain():\n    assert True\n", test_uses="def test_uses(guards_config):\n    pass\n")
     result = run(guards)
     result.assert_outcomes(passed=1, errors=1)  # only the test that asks for the guards config hears about it
-    result.stdout.fnmatch_lines(["*guards config configs/llm_ensemble.yaml is invalid (1 error(s))*", "*some_other_tool: unknown key*"])
+    result.stdout.fnmatch_lines(
+        ["*guards config configs/llm_ensemble.yaml is invalid (1 error(s))*", "*some_other_tool: unknown key*"]
+    )
 
 
 def test_unique_ids_regex_and_alias_mistakes_are_file_errors(guards: pytest.Pytester) -> None:
     four_good(guards)
     write(guards, "scenarios/cache/again.scenario.yaml", scenario("cache-ok", "cache", "health: all"))
-    write(guards, "scenarios/cache/regex.scenario.yaml", scenario("cache-re", "cache", 'health: all\n  - expect:\n      response: {status: {regex: "("}}'))
+    write(
+        guards, "scenarios/cache/regex.scenario.yaml",
+        scenario("cache-re", "cache", 'health: all\n  - expect:\n      response: {status: {regex: "("}}'),
+    )
     write(guards, "scenarios/cache/alias.scenario.yaml", "id: &a cache-alias\ntitle: *a\nchecklist: cache\nsteps: &s [*s]\n")
     result = run(guards)
     result.assert_outcomes(passed=4, failed=3)
@@ -191,7 +196,8 @@ def test_env_variables_only_from_env(guards: pytest.Pytester, monkeypatch: pytes
         "jg.scenario.yaml",
         scenario(
             "jg-env", "json_guard",
-            'brief: "${env:GUARDS_PROMPT}"\n  - expect:\n      response: {code: 200, brief.description: {regex: "${env:NOPE:-.}"}}',
+            'brief: "${env:GUARDS_PROMPT}"\n  - expect:\n'
+            '      response: {code: 200, brief.description: {regex: "${env:NOPE:-.}"}}',
         ),
     )
     write(guards, "jg2.scenario.yaml", scenario("jg-env-missing", "json_guard", 'brief: "${env:GUARDS_UNSET_VAR}"'))
@@ -211,14 +217,23 @@ def test_live_scenarios_cannot_use_in_process_powers(guards: pytest.Pytester) ->
     result.stdout.fnmatch_lines(
         [
             esc("*cb.scenario.yaml:6:5: steps[0]: target 'both' runs against a live service, which cannot move virtual time*"),
-            esc("*cb.scenario.yaml:8:7: steps[1].expect.calls: target 'both' runs against a live service, which cannot read LLM call logs*"),
+            esc(
+                "*cb.scenario.yaml:8:7: steps[1].expect.calls: target 'both' runs against a live service, "
+                "which cannot read LLM call logs*"
+            ),
         ]
     )
 
 
 def test_config_overrides_and_unknown_models_are_named(guards: pytest.Pytester) -> None:
-    write(guards, "a.scenario.yaml", scenario("cache-bad-override", "cache", "health: all", extra="config:\n  cache: {ttl_seconds: 0}\n"))
-    write(guards, "b.scenario.yaml", scenario("cb-unknown-model", "circuit_breaker", "health: all", extra="given:\n  llm:\n    gpt4: timeout\n"))
+    write(
+        guards, "a.scenario.yaml",
+        scenario("cache-bad-override", "cache", "health: all", extra="config:\n  cache: {ttl_seconds: 0}\n"),
+    )
+    write(
+        guards, "b.scenario.yaml",
+        scenario("cb-unknown-model", "circuit_breaker", "health: all", extra="given:\n  llm:\n    gpt4: timeout\n"),
+    )
     result = run(guards)
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*config override cache.ttl_seconds: must be a finite number > 0, found 0*"])
@@ -260,7 +275,10 @@ def test_network_faults_need_toxiproxy_and_real_time(guards: pytest.Pytester) ->
     write(guards, "a.scenario.yaml", scenario("hc-net-a", "health_check", "network: {qwen: down}"))
     write(guards, "b.scenario.yaml", scenario("hc-net-b", "health_check", "advance: 5", extra="requires: [toxiproxy]\n"))
     write(guards, "c.scenario.yaml", scenario("hc-net-c", "health_check", "wait: 1"))
-    write(guards, "d.scenario.yaml", scenario("hc-net-d", "health_check", "health: all", extra="requires: [toxiproxy]\ntarget: both\n"))
+    write(
+        guards, "d.scenario.yaml",
+        scenario("hc-net-d", "health_check", "health: all", extra="requires: [toxiproxy]\ntarget: both\n"),
+    )
     result = run(guards)
     result.assert_outcomes(failed=4)
     result.stdout.fnmatch_lines_random(
@@ -268,7 +286,8 @@ def test_network_faults_need_toxiproxy_and_real_time(guards: pytest.Pytester) ->
             esc("*a.scenario.yaml:5:5: steps[0]: network faults need `requires: [toxiproxy]`*"),
             esc("*b.scenario.yaml:6:5: steps[0]: a toxiproxy scenario runs in real time: use `wait: seconds`*"),
             esc("*c.scenario.yaml:5:5: steps[0]: `wait` is real time, for toxiproxy scenarios only*"),
-            "*d.scenario.yaml:4:1: requires: target 'both' runs against a live service, which cannot put Toxiproxy in front of its models*",
+            "*d.scenario.yaml:4:1: requires: target 'both' runs against a live service, "
+            "which cannot put Toxiproxy in front of its models*",
         ]
     )
 
@@ -277,7 +296,10 @@ def test_skip_markers_and_huge_numbers_are_refused_clearly(guards: pytest.Pytest
     huge = "9" * 400
     write(guards, "a.scenario.yaml", scenario("cb-a", "circuit_breaker", "health: all", extra="markers: [xfail]\n"))
     write(guards, "b.scenario.yaml", scenario("cb-b", "circuit_breaker", f"advance: {huge}"))
-    write(guards, "c.scenario.yaml", scenario("cb-c", "circuit_breaker", f"health: all\n  - expect:\n      response: {{code: {huge}}}"))
+    write(
+        guards, "c.scenario.yaml",
+        scenario("cb-c", "circuit_breaker", f"health: all\n  - expect:\n      response: {{code: {huge}}}"),
+    )
     result = run(guards)
     result.assert_outcomes(failed=3)
     out = result.stdout.str()

@@ -281,10 +281,8 @@ def parse_retry_after(
     target = _http_date(value)
     if target is None:
         return None
-    reference = _http_date(date) if date else None
-    if reference is not None:
-        now = reference
-    else:
+    now = _http_date(date) if date else None
+    if now is None:
         # the only wall-time read in the package: an HTTP-date is absolute, so a monotonic clock cannot serve
         now = wallclock() if wallclock is not None else time.time()
     return max(0.0, target - now)

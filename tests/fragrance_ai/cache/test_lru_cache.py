@@ -9,6 +9,7 @@ import asyncio
 import gc
 import math
 import pathlib
+import re
 import runpy
 import threading
 import time
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 
 from fragrance_ai.cache import lru_cache
+from fragrance_ai.cache._cleanup import Scheduler
 from fragrance_ai.cache.lru_cache import Fetched, Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import VirtualClock
 
@@ -32,9 +34,9 @@ def clock() -> VirtualClock:
 
 
 @pytest.fixture
-def scheduler(monkeypatch: pytest.MonkeyPatch) -> Iterator[lru_cache._Scheduler]:
+def scheduler(monkeypatch: pytest.MonkeyPatch) -> Iterator[Scheduler]:
     """A private cleanup scheduler for this test, so caches of other tests cannot keep its thread alive."""
-    sched = lru_cache._Scheduler()
+    sched = Scheduler()
     monkeypatch.setattr(lru_cache, "_scheduler", sched)
     yield sched
     gc.collect()
@@ -289,7 +291,7 @@ def test_set_removes_expired_entries_without_any_thread(clock: VirtualClock) -> 
 
 
 def test_all_caches_share_one_cleanup_thread_which_exits_when_the_last_closes(
-    scheduler: lru_cache._Scheduler, clock: VirtualClock
+    scheduler: Scheduler, clock: VirtualClock
 ) -> None:
     caches: list[LRUCacheWithTTL[str, str]] = [LRUCacheWithTTL(clock=clock) for _ in range(20)]
     thread = scheduler.thread
@@ -323,7 +325,7 @@ def test_all_caches_share_one_cleanup_thread_which_exits_when_the_last_closes(
     assert not restarted.is_alive()
 
 
-def test_dropped_cache_is_collected_and_forgotten(scheduler: lru_cache._Scheduler, clock: VirtualClock) -> None:
+def test_dropped_cache_is_collected_and_forgotten(scheduler: Scheduler, clock: VirtualClock) -> None:
     cache: LRUCacheWithTTL[str, str] | None = LRUCacheWithTTL(clock=clock)
     ref = weakref.ref(cache)
     thread = scheduler.thread
@@ -339,7 +341,7 @@ def test_dropped_cache_is_collected_and_forgotten(scheduler: lru_cache._Schedule
 
 
 def test_the_shared_thread_cleans_a_cache_when_its_interval_passes(
-    scheduler: lru_cache._Scheduler, clock: VirtualClock
+    scheduler: Scheduler, clock: VirtualClock
 ) -> None:
     cleaned = threading.Event()
 
@@ -362,7 +364,7 @@ def test_the_shared_thread_cleans_a_cache_when_its_interval_passes(
 
 
 def test_scheduler_waits_until_the_earliest_due_cleanup_on_each_caches_own_clock(
-    scheduler: lru_cache._Scheduler,
+    scheduler: Scheduler,
 ) -> None:
     fast_clock, slow_clock = VirtualClock(), VirtualClock(start=100.0)
     fast: LRUCacheWithTTL[str, str] = LRUCacheWithTTL(cleanup_interval=5, clock=fast_clock)
@@ -408,7 +410,7 @@ def _run_threads(n: int, target: Any) -> list[Any]:
         start.wait(JOIN)
         try:
             results[i] = target()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the test asserts on what each thread got, error or value
             results[i] = exc
 
     threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(n)]
@@ -591,7 +593,7 @@ async def test_sync_get_or_set_on_the_loop_computing_the_key_raises_instead_of_d
     ],
 )
 def test_bad_arguments_are_rejected_with_name_and_value(kwargs: dict[str, Any], name: str) -> None:
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match=re.escape(name)) as info:
         LRUCacheWithTTL(start_cleanup=False, **kwargs)
     message = str(info.value)
     assert name in message
@@ -602,7 +604,7 @@ def test_bad_arguments_are_rejected_with_name_and_value(kwargs: dict[str, Any], 
 
 
 def test_checklist_ttl_script_passes_on_virtual_time(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], scheduler: lru_cache._Scheduler
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], scheduler: Scheduler
 ) -> None:
     virtual = VirtualClock(start=50_000.0)
     monkeypatch.setattr(time, "monotonic", virtual)

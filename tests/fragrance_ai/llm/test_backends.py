@@ -423,7 +423,11 @@ def test_error_kind(exc: BaseException, kind: str) -> None:
 
 
 def test_fine_kinds_are_fixed_codes() -> None:
-    assert [c.kind for c in (BackendError, BackendTimeout, BackendConnectionError, BackendRateLimited, BackendServerError, BackendClientError, BackendInvalidResponse)] == [
+    kinds = (
+        BackendError, BackendTimeout, BackendConnectionError, BackendRateLimited, BackendServerError, BackendClientError,
+        BackendInvalidResponse,
+    )
+    assert [c.kind for c in kinds] == [
         "error", "timeout", "connection_error", "rate_limited", "server_error", "client_error", "invalid_response",
     ]  # fmt: skip
 
@@ -623,6 +627,7 @@ async def test_a_gzip_encoded_body_is_decoded_once(router: respx.MockRouter, bac
     import json as _json
 
     raw = gzip.compress(_json.dumps(ok_body('{"ok": 1}')).encode())
-    router.post("/chat/completions").respond(200, content=raw, headers={"content-encoding": "gzip", "content-type": "application/json"})
+    headers = {"content-encoding": "gzip", "content-type": "application/json"}
+    router.post("/chat/completions").respond(200, content=raw, headers=headers)
     response = await backend.complete(CompletionRequest.from_prompt("hi"))
     assert response.text == '{"ok": 1}'

@@ -37,7 +37,7 @@ def test_invalid_arguments_are_named(kwargs: dict[str, Any], needle: str) -> Non
 
 def test_set_mode_rejects_unknown_modes_and_says_which_exist() -> None:
     mc = ModeController(clock=VirtualClock())
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(ValueError, match="'warp'") as info:
         mc.set_mode("warp")
     assert "'warp'" in str(info.value)
     assert "creative, balanced, fast" in str(info.value)

@@ -75,20 +75,23 @@ def recorded(rules: dict[str, Any]) -> dict[str, str]:
     return {r["record"]: r["expr"] for g in rules["groups"] for r in g["rules"] if "record" in r}
 
 
+def _labels_of(scrape: Scrape, recorded: dict[str, str], name: str, seen: frozenset[str] = frozenset()) -> set[str] | None:
+    """The labels series ``name`` carries: scraped, or derived through its recording rule; None when neither."""
+    if name in scrape.labels:
+        labels: set[str] = set(scrape.labels[name]) | TARGET_LABELS
+        return labels
+    if name in recorded and name not in seen:
+        refs = promql_references(recorded[name])
+        out = set(TARGET_LABELS)
+        for metric in refs.metrics:
+            out |= _labels_of(scrape, recorded, metric, seen | {name}) or set()
+        return out
+    return None
+
+
 @pytest.fixture(scope="session")
 def check_refs(scrape: Scrape, recorded: dict[str, str]) -> Callable[[str], list[str]]:
     """A checker: the problems (empty when none) of one expression's references against the scrape."""
-
-    def labels_of(name: str, seen: frozenset[str] = frozenset()) -> set[str] | None:
-        if name in scrape.labels:
-            return set(scrape.labels[name]) | TARGET_LABELS
-        if name in recorded and name not in seen:
-            refs = promql_references(recorded[name])
-            out = set(TARGET_LABELS)
-            for metric in refs.metrics:
-                out |= labels_of(metric, seen | {name}) or set()
-            return out
-        return None
 
     def check(expr: str) -> list[str]:
         problems: list[str] = []
@@ -103,7 +106,7 @@ def check_refs(scrape: Scrape, recorded: dict[str, str]) -> Callable[[str], list
             if ":" in name and name not in recorded:
                 problems.append(f"{name} looks like a recording rule but no `record:` defines it")
                 continue
-            labels = labels_of(name)
+            labels = _labels_of(scrape, recorded, name)
             if labels is None:
                 problems.append(f"{name} is not exported by /metrics (and is not a recording rule)")
                 continue
@@ -123,9 +126,10 @@ def check_refs(scrape: Scrape, recorded: dict[str, str]) -> Callable[[str], list
 @pytest.fixture(scope="session")
 def promtool() -> str:
     """Path of promtool; skips without it, except under CI=true, where a missing promtool is an error."""
-    path = find_promtool()
+    path: str | None = find_promtool()
     if path is None:
         promtool_missing(os.environ)
+    assert path is not None  # promtool_missing skips or fails
     return path
 
 

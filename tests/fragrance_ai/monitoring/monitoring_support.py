@@ -22,7 +22,18 @@ TARGET_LABELS = frozenset({"job", "instance"})
 
 # PromQL words that are not metric names (functions are also recognised by the "(" after them)
 _NOT_METRICS = frozenset(
-    ["sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values", "group", "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool", "offset", "atan2", "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "resets", "changes", "histogram_quantile", "histogram_count", "histogram_sum", "histogram_fraction", "abs", "absent", "absent_over_time", "ceil", "floor", "round", "exp", "ln", "log2", "log10", "sqrt", "sgn", "clamp", "clamp_min", "clamp_max", "label_replace", "label_join", "vector", "scalar", "time", "timestamp", "sort", "sort_desc", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time", "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "hour", "minute", "month", "year", "inf", "nan"]
+    [
+        "sum", "min", "max", "avg", "count", "stddev", "stdvar", "topk", "bottomk", "quantile", "count_values",
+        "group", "by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
+        "offset", "atan2", "rate", "irate", "increase", "delta", "idelta", "deriv", "predict_linear", "resets",
+        "changes", "histogram_quantile", "histogram_count", "histogram_sum", "histogram_fraction", "abs", "absent",
+        "absent_over_time", "ceil", "floor", "round", "exp", "ln", "log2", "log10", "sqrt", "sgn", "clamp",
+        "clamp_min", "clamp_max", "label_replace", "label_join", "vector", "scalar", "time", "timestamp", "sort",
+        "sort_desc", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time",
+        "quantile_over_time", "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time",
+        "day_of_month", "day_of_week", "day_of_year", "days_in_month", "hour", "minute", "month", "year", "inf",
+        "nan",
+    ]
 )
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'')
 _RANGE = re.compile(r"\[[^\]]*\]")

@@ -94,7 +94,8 @@ def test_panels_are_well_formed(dashboard: dict[str, Any]) -> None:
     occupied: set[tuple[int, int]] = set()
     for panel in _panels(dashboard):
         pos = panel["gridPos"]
-        assert pos["x"] >= 0 and pos["x"] + pos["w"] <= 24, f"{panel['title']!r} is wider than the grid"
+        assert pos["x"] >= 0, f"{panel['title']!r} is wider than the grid"
+        assert pos["x"] + pos["w"] <= 24, f"{panel['title']!r} is wider than the grid"
         cells = {(pos["x"] + dx, pos["y"] + dy) for dx in range(pos["w"]) for dy in range(pos["h"])}
         assert not cells & occupied, f"{panel['title']!r} overlaps another panel"
         occupied |= cells
@@ -105,9 +106,9 @@ def test_panels_are_well_formed(dashboard: dict[str, Any]) -> None:
         refs = [t["refId"] for t in panel["targets"]]
         assert len(refs) == len(set(refs)), f"{panel['title']!r} repeats a refId"
         for target in panel["targets"]:
-            assert 'job=~"$job"' in target["expr"] and 'instance=~"$instance"' in target["expr"], (
-                f"{panel['title']!r} target {target['refId']} ignores the job/instance selectors"
-            )
+            ignored = f"{panel['title']!r} target {target['refId']} ignores the job/instance selectors"
+            assert 'job=~"$job"' in target["expr"], ignored
+            assert 'instance=~"$instance"' in target["expr"], ignored
 
 
 def test_provisioning_serves_this_dashboard_from_the_provisioned_data_source(dashboard: dict[str, Any]) -> None:

@@ -197,7 +197,9 @@ async def test_an_unexpected_backend_exception_is_an_error_outcome_not_a_crash(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     exploding = Exploding("qwen")
-    backends: dict[str, LLMBackend] = {"qwen": exploding, "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama")}
+    backends: dict[str, LLMBackend] = {
+        "qwen": exploding, "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama"),
+    }
     system = build(clock, {}, backends)
     try:
         result = await system.ensemble.generate_brief("rose")

@@ -140,7 +140,11 @@ async def test_a_slow_backend_is_cancelled_not_awaited(clock: VirtualClock) -> N
 async def test_an_unexpected_exception_is_the_error_code_and_its_text_stays_in_the_log(
     clock: VirtualClock, caplog: pytest.LogCaptureFixture
 ) -> None:
-    backends: dict[str, LLMBackend] = {"qwen": Exploding("qwen", "SECRET-TRACE-123 at http://user:pw@10.0.0.1/v1"), "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama")}
+    backends: dict[str, LLMBackend] = {
+        "qwen": Exploding("qwen", "SECRET-TRACE-123 at http://user:pw@10.0.0.1/v1"),
+        "mistral": SimulatedBackend("mistral"),
+        "llama": SimulatedBackend("llama"),
+    }
     system = build(clock, {}, backends)
     try:
         results = await system.health_checker.check_all_models()
@@ -298,7 +302,9 @@ async def test_concurrent_probes_share_one_check(clock: VirtualClock) -> None:
 async def test_a_probe_that_gives_up_does_not_cancel_the_shared_check(clock: VirtualClock) -> None:
     entered: list[str] = []
     release = asyncio.Event()
-    backends: dict[str, LLMBackend] = {"qwen": Gate("qwen", entered, release), "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama")}
+    backends: dict[str, LLMBackend] = {
+        "qwen": Gate("qwen", entered, release), "mistral": SimulatedBackend("mistral"), "llama": SimulatedBackend("llama"),
+    }
     system = build(clock, {}, backends)
     try:
         checker = system.health_checker

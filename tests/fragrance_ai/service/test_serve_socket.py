@@ -107,7 +107,9 @@ def test_the_checklists_curl_commands_and_pre_promotion_step_pass() -> None:
 
 
 def test_the_pre_promotion_step_refuses_a_degraded_instance() -> None:
-    backends: dict[str, LLMBackend] = {"qwen": SimulatedBackend("qwen"), "mistral": SimulatedBackend("mistral"), "llama": Exploding("llama")}
+    backends: dict[str, LLMBackend] = {
+        "qwen": SimulatedBackend("qwen"), "mistral": SimulatedBackend("mistral"), "llama": Exploding("llama"),
+    }
     system = GuardSystem.build(load_config(default_config_path()), backends=backends, start_cleanup=False)
     with serving(create_app(system=system)) as port:
         result = pre_promotion(port)
