@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import functools
 import os
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,6 +49,7 @@ from fragrance_ai.config_schema import (
     ModelConfig,
     Spec,
     deep_merge,
+    is_http_url,
     kind,
 )
 from fragrance_ai.config_warnings import ConfigWarning, config_warnings
@@ -399,7 +399,7 @@ def _build_model(c: _Checker, name: object, spec: Any) -> ModelConfig | None:
     values = c.fields(spec, path, MODEL_SPEC, _defaults(ModelConfig(name, model_id=name)))
     if values["backend"] == "openai" and not values["base_url"]:
         c.error((*path, "base_url"), f"required when backend is openai (e.g. http://{LOOPBACK_HOST}:8000/v1)")
-    elif values["base_url"] and not _http_url(values["base_url"]):
+    elif values["base_url"] and not is_http_url(values["base_url"]):
         c.error((*path, "base_url"), f"must be an http:// or https:// URL, found {values['base_url']!r}")
     return ModelConfig(name=name, **values)
 
@@ -484,19 +484,6 @@ def _breaker_override(
     if "window_size" in spec or "minimum_calls" in spec:  # else the section's check already covers it
         _check_window(c, path, settings)
     return settings
-
-
-def _http_url(text: str) -> bool:
-    """An http(s) URL with a host and a valid port, as httpx will parse it."""
-    import httpx  # only here: the loader must stay importable without the service's dependencies
-
-    if not re.match(r"https?://[^/\s]+", text):
-        return False
-    try:
-        url = httpx.URL(text)
-    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        return False
-    return bool(url.host) and (url.port is None or 0 < url.port < 65536)
 
 
 def _check_window(c: _Checker, path: KeyPath, s: BreakerSettings) -> None:

@@ -39,6 +39,7 @@ __all__ = [
     "ModeControllerConfig",
     "ModelConfig",
     "deep_merge",
+    "is_http_url",
     "kind",
     "redact_url",
 ]
@@ -460,3 +461,15 @@ HEALTH_SPEC: Final[dict[str, Spec]] = {
 }
 SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
 
+
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host and a valid port, as httpx will parse it."""
+    import httpx  # only here: the loader must stay importable without the service's dependencies
+
+    if not re.match(r"https?://[^/\s]+", text):
+        return False
+    try:
+        url = httpx.URL(text)
+    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
+        return False
+    return bool(url.host) and (url.port is None or 0 < url.port < 65536)

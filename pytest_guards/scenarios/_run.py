@@ -235,7 +235,9 @@ def _health_reasons(body: Any) -> str:
     models = body.get("models")
     if not isinstance(models, dict):
         return ""
-    found = [f"{name}: reason={m['reason']}" for name, m in models.items() if isinstance(m, dict) and isinstance(m.get("reason"), str)]
+    found = [
+        f"{name}: reason={m['reason']}" for name, m in models.items() if isinstance(m, dict) and isinstance(m.get("reason"), str)
+    ]
     return ", ".join(found)
 
 

@@ -24,7 +24,8 @@ MAX_LINES = 500
 
 #: what each part of pytest_guards may import from the others (itself always)
 ALLOWED: dict[str, set[str]] = {
-    "network": set(),
+    "tools": set(),
+    "network": {"tools"},
     "faults": {"network"},
     "clock": set(),
     "metrics": set(),
@@ -33,6 +34,8 @@ ALLOWED: dict[str, set[str]] = {
     "scenarios": {"faults", "network", "harness", "clock", "metrics", "session"},
     "plugin": {"scenarios", "faults", "network", "harness", "clock", "metrics", "session"},
     "__init__": {"scenarios", "faults", "network", "harness", "clock", "metrics", "session"},
+    "cli": {"plugin", "scenarios", "network", "tools"},
+    "__main__": {"cli"},
 }
 
 

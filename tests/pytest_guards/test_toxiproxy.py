@@ -111,7 +111,7 @@ def test_an_unreachable_url_is_unavailable_after_a_bounded_poll() -> None:
     with pytest.raises(ToxiproxyUnavailable) as info:
         ToxiproxyServer.connect(f"http://127.0.0.1:{closed_port()}", start_timeout=2, clock=clock, sleep=clock.sleep)
     assert "within 2s" in str(info.value)
-    assert "install_toxiproxy.sh" in str(info.value)
+    assert "fragrance-ai install-tools toxiproxy-server" in str(info.value)
     assert 2 <= clock.now() < 2.1
     assert clock.slept
     assert max(clock.slept) <= 0.05
@@ -144,24 +144,31 @@ def test_a_taken_port_is_retried_on_a_new_one(tmp_path: Path) -> None:
     assert len(ports) == 3
 
 
-def test_binary_lookup_prefers_the_project_tools_dir_then_path(tmp_path: Path) -> None:
-    project, elsewhere = tmp_path / "project", tmp_path / "bin"
+def test_binary_lookup_prefers_the_project_tools_dir_then_the_user_tools_dir_then_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project, user, elsewhere = tmp_path / "project", tmp_path / "user", tmp_path / "bin"
     (project / ".tools" / "bin").mkdir(parents=True)
+    user.mkdir()
     elsewhere.mkdir()
+    monkeypatch.setenv("FRAGRANCE_AI_TOOLS_DIR", str(user))
     assert find_server_binary([project], path=str(elsewhere)) is None
     on_path = fake_binary(elsewhere, "exit 0\n")
     assert find_server_binary([project], path=str(elsewhere)) == on_path
+    installed = fake_binary(user, "exit 0\n")  # where `fragrance-ai install-tools` puts it
+    assert find_server_binary([project], path=str(elsewhere)) == installed
     local = fake_binary(project / ".tools" / "bin", "exit 0\n")
     assert find_server_binary([tmp_path / "missing", project], path=str(elsewhere)) == local
 
 
 def test_no_binary_and_no_url_says_how_to_install(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("FRAGRANCE_AI_TOOLS_DIR", str(tmp_path / "tools"))  # not the user's install-tools folder
     with pytest.raises(ToxiproxyUnavailable) as info:
         open_server(None, [tmp_path])
     message = str(info.value)
     assert "no toxiproxy-server found" in message
-    assert "scripts/install_toxiproxy.sh" in message
+    assert "run `fragrance-ai install-tools toxiproxy-server`" in message
     assert "--toxiproxy-url" in message
 
 
@@ -387,7 +394,7 @@ def test_without_a_server_the_tests_skip_saying_how_to_install(guards: pytest.Py
     with FakeLLMServer(["qwen"]) as not_toxiproxy:
         result = run(guards, "--toxiproxy-url", not_toxiproxy.url)
     result.assert_outcomes(skipped=2)
-    result.stdout.fnmatch_lines(["*SKIPPED*not a Toxiproxy server*install_toxiproxy.sh*"])
+    result.stdout.fnmatch_lines(["*SKIPPED*not a Toxiproxy server*fragrance-ai install-tools toxiproxy-server*"])
 
 
 def test_without_a_server_under_ci_the_tests_fail(guards: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:

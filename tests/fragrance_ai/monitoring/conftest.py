@@ -1,6 +1,6 @@
 """Fixtures of the monitoring-pack tests: promtool, a real /metrics scrape, and a checker of PromQL references.
 
-promtool comes from ``<repo>/.tools/bin`` (``scripts/install_promtool.sh``) or PATH. Without it the
+promtool comes from ``<repo>/.tools/bin`` (``fragrance-ai install-tools promtool``) or PATH. Without it the
 tests skip locally and FAIL under ``CI=true``: in CI a skipped rules test is an untested alert.
 """
 

@@ -95,7 +95,7 @@ class Scrape:
 
 
 def find_promtool(repo: Path = REPO, search_path: str | None = None) -> str | None:
-    """``<repo>/.tools/bin/promtool`` (scripts/install_promtool.sh puts it there), else promtool on PATH."""
+    """``<repo>/.tools/bin/promtool`` (``make tools`` puts it there), else promtool on PATH."""
     local = repo / ".tools" / "bin" / "promtool"
     if local.is_file() and os.access(local, os.X_OK):
         return str(local)
@@ -104,7 +104,7 @@ def find_promtool(repo: Path = REPO, search_path: str | None = None) -> str | No
 
 def promtool_missing(environ: Mapping[str, str]) -> NoReturn:
     """Skip the test, or fail it under CI=true: in CI a skipped rules test is an untested alert."""
-    message = "promtool not found in .tools/bin or on PATH: run scripts/install_promtool.sh"
+    message = "promtool not found in .tools/bin or on PATH: run `fragrance-ai install-tools promtool --dir .tools/bin`"
     if environ.get("CI", "").strip().lower() in {"true", "1", "yes"}:
         pytest.fail(f"{message} (CI=true: the monitoring tests must not be skipped)", pytrace=False)
     pytest.skip(message)
