@@ -87,7 +87,7 @@ def walkthrough() -> str:
 
 
 def test_the_readme_walkthrough_from_install_to_a_verdict_on_a_team_config(user: tuple[Path, Path, dict[str, str]]) -> None:
-    _, project, env = user
+    bin_dir, project, env = user
     if shutil.which("go") is None:
         if env.get("CI", "").lower() in ("true", "1", "yes"):
             pytest.fail("CI=true: Go is needed to build toxiproxy-server (fragrance-ai install-tools)")
@@ -99,7 +99,8 @@ def test_the_readme_walkthrough_from_install_to_a_verdict_on_a_team_config(user:
     assert out.count("✓ SAFE TO PROMOTE TO PRODUCTION") == 2, "the reference and the team config"
     assert "  PASS  cb-net-reset-peer-opens-qwen-breaker" in out, "the network scenarios ran"
     assert "SKIP" not in out
-    assert "site-packages/pytest_guards/checklist" in out, "the shipped checklist, not a checkout's"
+    shipped = run([str(bin_dir / "fragrance-ai"), "scenarios", "list", "--item", "cache"], project, env)
+    assert "site-packages/pytest_guards/checklist/cache/" in shipped.stdout, "the shipped checklist, not a checkout's"
     assert "  PASS  team-qwen-timeouts-open-its-breaker" in out, "the team's scenario ran and counted"
     assert "max_retries: 4" in out
     assert "team.yaml:2" in out, "check-config names where the value came from"

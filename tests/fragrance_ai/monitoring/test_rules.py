@@ -291,7 +291,7 @@ def test_promtool_is_found_in_tools_bin_before_path(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("ci", ["", "false"])
 def test_a_missing_promtool_skips_outside_ci_and_says_how_to_install_it(ci: str) -> None:
-    with pytest.raises(pytest.skip.Exception, match=re.escape("run `fragrance-ai install-tools promtool`")):
+    with pytest.raises(pytest.skip.Exception, match=re.escape("run `fragrance-ai install-tools promtool --dir .tools/bin`")):
         promtool_missing({"CI": ci})
 
 
