@@ -11,6 +11,7 @@ import contextvars
 import heapq
 import threading
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
@@ -22,18 +23,6 @@ SleepFn = Callable[[float], None]
 AsyncSleepFn = Callable[[float], Awaitable[None]]
 #: ``asyncio.timeout``'s shape: ``async with atimeout(seconds):`` cancels the body past the deadline
 AsyncTimeoutFn = Callable[[float], AbstractAsyncContextManager[object]]
-
-
-class _VirtualDeadline(BaseException):
-    """Raised inside a virtual ``timeout`` block when a virtual sleep would pass its deadline.
-
-    A BaseException, like ``asyncio.CancelledError``, so that a broad ``except Exception`` in the code
-    under the deadline cannot swallow it.
-    """
-
-    def __init__(self, deadline: float) -> None:
-        super().__init__(deadline)
-        self.deadline = deadline
 
 
 def monotonic() -> float:
@@ -55,7 +44,7 @@ class VirtualClock:
     to read it.
     """
 
-    __slots__ = ("_deadline", "_listeners", "_lock", "_loops", "_now", "_seq", "slept")
+    __slots__ = ("_deadline", "_expired", "_listeners", "_lock", "_loops", "_now", "_seq", "slept")
 
     def __init__(self, start: float = 0.0) -> None:
         self._now = float(start)
@@ -71,6 +60,8 @@ class VirtualClock:
             asyncio.AbstractEventLoop, tuple[list[tuple[float, int, asyncio.Future[None]]], asyncio.Task[None] | None]
         ] = {}
         self._seq = 0
+        # task -> the deadline that cut its sleep: its timeout block turns that cancellation into TimeoutError
+        self._expired: weakref.WeakKeyDictionary[asyncio.Task[Any], float] = weakref.WeakKeyDictionary()
         #: every sleep requested through ``sleep``/``asleep``, in order (tests assert on backoff waits)
         self.slept: list[float] = []
 
@@ -127,7 +118,13 @@ class VirtualClock:
         await future
         if cut:
             assert deadline is not None
-            raise _VirtualDeadline(deadline)
+            # as asyncio.timeout does: cancel the task at the deadline; the block that set it turns the
+            # cancellation into TimeoutError (a broad ``except Exception`` cannot swallow a cancellation)
+            task = asyncio.current_task()
+            assert task is not None  # a deadline belongs to the task that opened the block
+            self._expired[task] = deadline
+            task.cancel()
+            await asyncio.sleep(0)
 
     def _active_deadline(self) -> float | None:
         """The deadline of the innermost :meth:`timeout` block this task opened (tasks it spawned are free)."""
@@ -180,9 +177,13 @@ class VirtualClock:
         token = self._deadline.set((deadline if outer is None else min(outer, deadline), owner))
         try:
             yield self
-        except _VirtualDeadline as exc:
-            if exc.deadline < deadline:
-                raise  # an outer block's earlier deadline: let it end that block
+        except asyncio.CancelledError:
+            expired = self._expired.get(owner) if owner is not None else None
+            if owner is None or expired is None or expired < deadline:
+                raise  # cancelled by someone else, or an outer block's earlier deadline ends that block
+            del self._expired[owner]
+            if owner.uncancel() > 0:
+                raise  # also cancelled from outside: that cancellation wins, as with asyncio.timeout
             raise TimeoutError(f"virtual timeout after {seconds:g}s") from None
         finally:
             self._deadline.reset(token)

@@ -168,3 +168,38 @@ def test_two_event_loops_in_two_threads_share_time_but_not_sleepers() -> None:
     for thread in threads:
         thread.join(timeout=10)
     assert sorted(woke) == [2, 3]
+
+
+async def test_a_deadline_is_a_cancellation_of_the_task_as_with_asyncio_timeout() -> None:
+    clock = VirtualClock()
+    seen: list[str] = []
+
+    async def body() -> None:
+        try:
+            await clock.asleep(10)
+        except asyncio.CancelledError:
+            seen.append("cancelled")  # what code under asyncio.timeout sees at the deadline
+            raise
+
+    with pytest.raises(TimeoutError):
+        async with clock.timeout(2):
+            await body()
+    assert seen == ["cancelled"]
+    assert clock.now() == 2
+    task = asyncio.current_task()
+    assert task is not None
+    assert task.cancelling() == 0, "the block took back its own cancellation"
+
+
+async def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    clock = VirtualClock()
+
+    async def guarded() -> None:
+        async with clock.timeout(100):
+            await clock.asleep(50)
+
+    task = asyncio.create_task(guarded())
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
