@@ -223,7 +223,12 @@ class ScenarioItem(pytest.Item):
         async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
             target = LiveTarget(client)
             try:
-                await run_scenario(self.scenario, target)
+                scenario = self.scenario
+                if scenario.expressions:  # ${config:...} from what the service reports it runs with
+                    scenario, problems = resolve_scenario(scenario, await target.settings())
+                    if problems:
+                        raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
+                await run_scenario(scenario, target, policy=self._policy)
             except (httpx.HTTPError, RuntimeError) as exc:
                 raise ScenarioFailure(self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"]) from None
 

@@ -249,3 +249,34 @@ def test_a_canary_with_qwen_breaker_open_fails_naming_qwen_and_the_reason() -> N
     assert result.returncode == 1
     assert "breaker qwen: expected == 'closed', found 'open'" in result.stdout
     assert "(the service says: reason=circuit_breaker_open)" in result.stdout
+
+
+LIVE_EXPRESSION = """\
+    id: team-live-breaker-timeout-as-configured
+    title: the canary reports qwen's breaker timeout as its config says
+    checklist: circuit_breaker
+    target: live
+    steps:
+      - request: {method: GET, path: /health/guards}
+      - expect:
+          response:
+            circuit_breaker.models.qwen.timeout: "${config:circuit_breaker.timeout}"
+            circuit_breaker.models.qwen.failure_threshold: "${config:circuit_breaker.models.qwen.failure_threshold}"
+          policy: circuit_breaker
+"""
+
+
+def test_a_live_scenario_takes_its_numbers_and_policy_from_the_service(tmp_path: Path) -> None:
+    (tmp_path / "live.scenario.yaml").write_text(textwrap.dedent(LIVE_EXPRESSION), encoding="utf-8")
+    strict = tmp_path / "policy.yaml"
+    strict.write_text(
+        "circuit_breaker:\n  circuit_breaker.timeout: {ge: 200, reason: our models recover slowly}\n", encoding="utf-8"
+    )
+    config = get_config().with_overrides({"circuit_breaker": {"timeout": 120}})
+    with LiveService(config) as canary:
+        ok = verify("--target", canary.url, "--scenarios", str(tmp_path), "--only-scenarios")
+        tighter = verify("--target", canary.url, "--scenarios", str(tmp_path), "--only-scenarios", "--policy", str(strict))
+    assert "PASS  team-live-breaker-timeout-as-configured" in ok.stdout, ok.stdout[-3000:]
+    assert "FAIL  team-live-breaker-timeout-as-configured" in tighter.stdout, tighter.stdout[-3000:]
+    expected = f"config circuit_breaker.timeout: expected >= 200, found 120 (policy: our models recover slowly; {strict}:2)"
+    assert expected in tighter.stdout
