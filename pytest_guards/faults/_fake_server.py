@@ -32,6 +32,7 @@ from starlette.types import Receive, Scope, Send
 
 from pytest_guards.faults._behaviours import UnmatchedRequestError
 from pytest_guards.faults._book import ScriptedModels, json_body
+from pytest_guards.faults._control import control_routes
 from pytest_guards.faults._render import Outcome
 from pytest_guards.network import HOST, LoopbackServer, UvicornThread
 
@@ -100,7 +101,9 @@ class FakeLLMServer(ScriptedModels):
     ``start()``, ``set`` scripts, point clients at ``base_url(model)``.
 
     Routes: ``POST /<model>/v1/chat/completions``; ``POST /v1/chat/completions`` (routed by the body's
-    ``model``); ``GET /health``. Anything else is recorded (see :attr:`unmatched`) and answered 501.
+    ``model``); ``GET /v1/models`` (also under ``/<model>``); ``GET /health``; with ``control_token``, the
+    control plane under ``/_control`` (see ``_control``). A model it does not serve gets OpenAI's 404
+    ``model_not_found``; anything else is answered 501. Both are recorded (see :attr:`unmatched`).
     ``max_hold`` bounds how long a ``timeout`` behaviour holds a request; start and stop wait at most
     ``start_timeout`` / ``stop_timeout`` seconds.
     """
@@ -112,6 +115,7 @@ class FakeLLMServer(ScriptedModels):
         max_hold: float = 30.0,
         start_timeout: float = 10.0,
         stop_timeout: float = 10.0,
+        control_token: str | None = None,
     ) -> None:
         super().__init__(models, label="fake_llm_server")
         for label, value in (("max_hold", max_hold), ("start_timeout", start_timeout), ("stop_timeout", stop_timeout)):
@@ -120,9 +124,14 @@ class FakeLLMServer(ScriptedModels):
         self.max_hold = float(max_hold)
         self.start_timeout = float(start_timeout)
         self.stop_timeout = float(stop_timeout)
+        #: the control plane (``_control``) is served only with a token
+        control = control_routes(self, control_token) if control_token is not None else []
         self.app = Starlette(
             routes=[
                 Route("/health", self._health, methods=["GET"]),
+                *control,
+                Route("/v1/models", self._list_models, methods=["GET"]),
+                Route("/{model:path}/v1/models", self._list_models, methods=["GET"]),
                 Route("/v1/chat/completions", self._by_body, methods=["POST"]),
                 Route("/{model:path}/v1/chat/completions", self._by_path, methods=["POST"]),
                 # everything else: record, answer 501 (a function endpoint defaults to GET only: list them)
@@ -180,18 +189,34 @@ class FakeLLMServer(ScriptedModels):
     async def _health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok", "models": list(self.models)})
 
+    async def _list_models(self, request: Request) -> Response:
+        """``GET /v1/models`` as an OpenAI-compatible server lists them."""
+        data = [{"id": model, "object": "model", "created": 0, "owned_by": "fake_llm_server"} for model in self.models]
+        return JSONResponse({"object": "list", "data": data})
+
     async def _by_path(self, request: Request) -> Response:
         model = request.path_params["model"]
         if model not in self.models:
-            return self._not_found(request)
+            return self._model_not_found(request)
         return await self._serve(model, json_body(await request.body()))
 
     async def _by_body(self, request: Request) -> Response:
         body = json_body(await request.body())
         model = body.get("model") if isinstance(body, dict) else None
         if not isinstance(model, str) or model not in self.models:
-            return self._not_found(request, f" (body model {model!r})")
+            return self._model_not_found(request, f" (body model {model!r})")
         return await self._serve(model, body)
+
+    def _model_not_found(self, request: Request, note: str = "") -> Response:
+        """As OpenAI answers a model it does not serve: 404 ``model_not_found`` (and, for a test, recorded as unmatched)."""
+        self._not_found(request, note)
+        error = {
+            "message": "The model does not exist or you do not have access to it.",
+            "type": "invalid_request_error",
+            "param": "model",
+            "code": "model_not_found",
+        }
+        return JSONResponse({"error": error}, status_code=404)
 
     async def _unmatched(self, request: Request) -> Response:
         return self._not_found(request)

@@ -7,6 +7,7 @@ the scenario files' behaviour syntax (default: valid briefs forever)::
 
     python -m pytest_guards.faults.fake_llm_server --host 0.0.0.0 --port 9000 --models qwen,mistral,llama
     python -m pytest_guards.faults.fake_llm_server --set 'qwen=[{"http_error": 503, "times": 3}, "valid"]'
+    FAKE_LLM_CONTROL_TOKEN=s3cret python -m pytest_guards.faults.fake_llm_server   # + the control plane
 
 FakeLLMServer itself only ever listens on 127.0.0.1 (a test double must not be reachable from the
 network by accident), so this command runs it there and relays ``--host:--port`` to it byte for
@@ -23,11 +24,13 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import signal
 import sys
 from collections.abc import Sequence
 
 from pytest_guards.faults._behaviours import BehaviourError
+from pytest_guards.faults._control import CONTROL_TOKEN_ENV
 from pytest_guards.faults._fake_server import FakeLLMServer
 from pytest_guards.faults._format import parse_behaviours
 
@@ -101,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--max-hold", type=float, default=30.0, help="longest a `timeout` behaviour holds a request (s)")
     parser.add_argument("--max-log", type=int, default=10000, help="calls logged per model before its log starts over")
+    parser.add_argument(
+        "--control-token",
+        default=os.environ.get(CONTROL_TOKEN_ENV) or None,
+        help=f"serve the control plane under /_control, requiring this bearer token (default: ${CONTROL_TOKEN_ENV}; "
+        "without one there is no control plane)",
+    )
     return parser
 
 
@@ -113,9 +122,10 @@ async def _serve(args: argparse.Namespace, server: FakeLLMServer, scripts: dict[
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    control = "; control plane: /_control (bearer token)" if args.control_token else ""
     print(
         f"fake LLM server: {', '.join(server.models)} on http://{args.host}:{args.port}/<model>/v1 "
-        f"(health: /health); Ctrl-C stops",
+        f"(health: /health{control}); Ctrl-C stops",
         flush=True,
     )
     async with listener:
@@ -137,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.max_log < 1:
             raise ValueError(f"--max-log must be >= 1, found {args.max_log}")
         scripts = _scripts(args.scripts, models)
-        server = FakeLLMServer(models, max_hold=args.max_hold)
+        server = FakeLLMServer(models, max_hold=args.max_hold, control_token=args.control_token)
     except (ValueError, BehaviourError) as exc:
         print(f"fake_llm_server: {exc}", file=sys.stderr)
         return 2

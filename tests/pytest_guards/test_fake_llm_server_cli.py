@@ -72,7 +72,7 @@ def test_it_serves_the_scripted_models_and_relays_a_dropped_connection(served: t
         assert ok.status_code == 200
         assert ok.json()["choices"][0]["message"]["content"].startswith("{")
         assert client.post("/mistral/v1/chat/completions", json=BODY).status_code == 200
-        assert client.post("/gpt/v1/chat/completions", json=BODY).status_code == 501
+        assert client.post("/gpt/v1/chat/completions", json=BODY).status_code == 404  # model_not_found
 
 
 def test_sigterm_stops_it_cleanly(served: tuple[str, subprocess.Popen[str]]) -> None:
