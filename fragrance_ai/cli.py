@@ -124,7 +124,9 @@ def _harness(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fragrance-ai", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = argparse.ArgumentParser(
+        prog="fragrance-ai", description="Check a config, serve the guarded API, verify the guards before promotion."
+    )
     parser.add_argument("--version", action="version", version=f"fragrance-ai {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
