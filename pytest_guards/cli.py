@@ -28,7 +28,15 @@ from fragrance_ai import __version__
 from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
 from pytest_guards.network import in_ci
 from pytest_guards.plugin import verdict_of
-from pytest_guards.scenarios import CHECKLIST_DIR, CHECKLIST_ITEMS, UNSAFE, ScenarioFileError, Verdict, load_scenario
+from pytest_guards.scenarios import (
+    CHECKLIST_DIR,
+    CHECKLIST_ITEMS,
+    INCONCLUSIVE,
+    UNSAFE,
+    ScenarioFileError,
+    Verdict,
+    load_scenario,
+)
 from pytest_guards.tools import TOOLS, install_tools, user_tools_dir
 
 __all__ = ["build_parser", "main"]
@@ -36,6 +44,8 @@ __all__ = ["build_parser", "main"]
 _PROG = "fragrance-ai"
 _PROBE_TIMEOUT_S = 5.0
 _EXIT_USAGE = 2
+#: the harness could not judge (target or control plane unreachable): neither safe nor unsafe
+_EXIT_INCONCLUSIVE = 2
 
 
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
@@ -66,6 +76,12 @@ def _unsafe(out: TextIO, why: str) -> int:
     print("=" * 38, file=out)
     print(f"✗ {UNSAFE} ({why})", file=out)
     return 1
+
+
+def _inconclusive(out: TextIO, why: str) -> int:
+    print("=" * 38, file=out)
+    print(f"? {INCONCLUSIVE} ({why})", file=out)
+    return _EXIT_INCONCLUSIVE
 
 
 def _check_local_config(args: argparse.Namespace, out: TextIO) -> Path | None:
@@ -160,7 +176,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     if args.target:
         problem = _reachable(args.target)
         if problem is not None:
-            return _unsafe(out, problem)
+            return _inconclusive(out, problem)
         print(f"verifying the live service at {args.target}", file=out)
     else:
         config_path = _check_local_config(args, out)
@@ -185,6 +201,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     if args.report:
         print(f"report: {args.report}", file=out)
+    if verdict.inconclusive:
+        return _EXIT_INCONCLUSIVE
     return 0 if verdict.safe and code == pytest.ExitCode.OK else 1
 
 
@@ -242,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     verify = sub.add_parser(
         "verify",
-        help="run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: usage)",
+        help="run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: inconclusive or usage)",
         description="Run the shipped checklist scenarios (and your own) against the embedded service built from "
         "your config, or against a live service (--target), and print SAFE TO PROMOTE or DO NOT PROMOTE.",
     )

@@ -29,6 +29,7 @@ from pytest_guards.scenarios import (
     InvalidScenarioItem,
     Policy,
     PolicyError,
+    ScenarioFailure,
     ScenarioFile,
     ScenarioItem,
     ScenarioResult,
@@ -209,12 +210,12 @@ def pytest_runtest_makereport(
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under --guards-strict, which counts skips as failures: {reason}"
-    _record_scenario(item, report)
+    _record_scenario(item, report, call)
     return report
 
 
-def _record_scenario(item: pytest.Item, report: pytest.TestReport) -> None:
-    """Feed the verdict: a scenario's call outcome, or its setup failure/skip."""
+def _record_scenario(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:
+    """Feed the verdict: a scenario's outcome (``inconclusive``: the harness could not run it), or its setup failure/skip."""
     if not isinstance(item, (ScenarioItem, InvalidScenarioItem)):
         return
     if report.when != "call" and report.passed:
@@ -230,8 +231,10 @@ def _record_scenario(item: pytest.Item, report: pytest.TestReport) -> None:
         result = ScenarioResult(item.name, "invalid scenario file", None, str(item.path), 1, "-", "failed", message)
     else:
         s = item.scenario
+        failure = call.excinfo.value if call.excinfo is not None else None
+        outcome = "inconclusive" if isinstance(failure, ScenarioFailure) and failure.inconclusive else report.outcome
         result = ScenarioResult(
-            s.id, s.title, s.checklist, str(s.file), s.line, item.mode, report.outcome, message,
+            s.id, s.title, s.checklist, str(s.file), s.line, item.mode, outcome, message,
             round(item.wall_seconds, 6), round(item.virtual_seconds, 6),
         )
     verdict.record(result)

@@ -33,11 +33,12 @@ from pytest_guards.scenarios._schema import (
     TOXIC_ATTRIBUTES,
 )
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget, Response, Target
-from pytest_guards.scenarios._verdict import SAFE, UNSAFE, ScenarioResult, Verdict
+from pytest_guards.scenarios._verdict import INCONCLUSIVE, SAFE, UNSAFE, ScenarioResult, Verdict
 
 __all__ = [
     "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
+    "INCONCLUSIVE",
     "MISSING",
     "OPERATORS",
     "POLICY_FILE",

@@ -23,7 +23,7 @@ from pytest_guards.harness import open_harness
 from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario, resolve_scenario
 from pytest_guards.scenarios._policy import Policy
-from pytest_guards.scenarios._run import ScenarioFailure, run_scenario
+from pytest_guards.scenarios._run import ScenarioFailure, run_scenario, unreachable
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
 from pytest_guards.session import NetworkResources
 
@@ -230,7 +230,9 @@ class ScenarioItem(pytest.Item):
                         raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
                 await run_scenario(scenario, target, policy=self._policy)
             except (httpx.HTTPError, RuntimeError) as exc:
-                raise ScenarioFailure(self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"]) from None
+                raise ScenarioFailure(
+                    self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)
+                ) from None
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ScenarioFailure):

@@ -24,16 +24,26 @@ from pytest_guards.scenarios._model import Scenario, Step
 from pytest_guards.scenarios._policy import Policy, shipped_policy
 from pytest_guards.scenarios._targets import Response, Target
 
-__all__ = ["ScenarioFailure", "run_scenario"]
+__all__ = ["ScenarioFailure", "run_scenario", "unreachable"]
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` means the other end could not be reached at all (not that it answered badly or slowly)."""
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
 
 
 class ScenarioFailure(AssertionError):
-    """A scenario's expectation did not hold (or a step could not run); the message is the report."""
+    """A scenario's expectation did not hold (or a step could not run); the message is the report.
 
-    def __init__(self, scenario: Scenario, step: Step | None, lines: list[str]) -> None:
+    ``inconclusive`` marks a run the harness itself could not carry out (the target or a control plane
+    could not be reached): it says nothing about the guards, so the verdict is INCONCLUSIVE, not unsafe.
+    """
+
+    def __init__(self, scenario: Scenario, step: Step | None, lines: list[str], *, inconclusive: bool = False) -> None:
         self.scenario = scenario
         self.step = step
         self.lines = lines
+        self.inconclusive = inconclusive
         if step is None:
             where = f"{scenario.file}:{scenario.line}"
             head = f"scenario {scenario.id} [{scenario.checklist}] ({where})"
@@ -95,7 +105,7 @@ async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
                 raise
             except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
                 problem = f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"
-                raise ScenarioFailure(run.scenario, step, [problem]) from None
+                raise ScenarioFailure(run.scenario, step, [problem], inconclusive=unreachable(exc)) from None
 
 
 async def _run_parallel(run: _Run, step: Step, state: _State) -> None:

@@ -14,10 +14,12 @@ from typing import Any
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
-__all__ = ["SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
+__all__ = ["INCONCLUSIVE", "SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
 
 SAFE = "SAFE TO PROMOTE TO PRODUCTION"
 UNSAFE = "DO NOT PROMOTE"
+#: the harness could not run some scenario (target or control plane unreachable) and none failed
+INCONCLUSIVE = "INCONCLUSIVE"
 
 _TITLES = {
     "json_guard": "1. JSON Hard Guard",
@@ -35,7 +37,7 @@ class ScenarioResult:
     file: str
     line: int
     target: str
-    outcome: str  # passed | failed | skipped
+    outcome: str  # passed | failed | skipped | inconclusive (the harness could not run it)
     message: str = ""
     duration_s: float = 0.0
     virtual_seconds: float = 0.0
@@ -70,6 +72,7 @@ class Verdict:
             "passed": sum(r.outcome == "passed" for r in mine),
             "failed": sum(r.outcome == "failed" for r in mine),
             "skipped": sum(r.outcome == "skipped" for r in mine),
+            "inconclusive": [r.id for r in mine if r.outcome == "inconclusive"],
             "failing": [r.id for r in mine if r.outcome == "failed" or (self.strict and r.outcome == "skipped")],
             "skipped_ids": [r.id for r in mine if r.outcome == "skipped"],
         }
@@ -78,27 +81,40 @@ class Verdict:
     def invalid_files(self) -> list[ScenarioResult]:
         return [r for r in self.results if r.checklist is None]
 
-    def reasons(self) -> list[str]:
-        """Why not safe (empty when safe)."""
-        out = []
+    def _blocking(self) -> list[tuple[str, str]]:
+        """What stands between this run and SAFE, each as (kind, reason); kind ``inconclusive`` is the harness's own."""
+        out: list[tuple[str, str]] = []
         for checklist in self.checked_items:
             counts = self.item(checklist)
             if counts["failing"]:
-                out.append(f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
+                out.append(("failing", f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}"))
+            elif counts["inconclusive"]:
+                out.append(("inconclusive", f"{_TITLES[checklist]}: could not run {', '.join(counts['inconclusive'])}"))
             elif counts["passed"] == 0:
-                out.append(f"{_TITLES[checklist]}: no scenario verified it")
-        for bad in self.invalid_files:
-            out.append(f"invalid scenario file {bad.file}")
+                out.append(("unverified", f"{_TITLES[checklist]}: no scenario verified it"))
+        out.extend(("invalid", f"invalid scenario file {bad.file}") for bad in self.invalid_files)
         if self.strict and self.policy is not None and self.policy.loosened:
-            out.append("the policy was loosened (--guards-strict holds it to the shipped bounds or tighter)")
+            out.append(("policy", "the policy was loosened (--guards-strict holds it to the shipped bounds or tighter)"))
         return out
+
+    def reasons(self) -> list[str]:
+        """Why not safe (empty when safe)."""
+        return [reason for _, reason in self._blocking()]
 
     @property
     def safe(self) -> bool:
-        return self.ran and not self.reasons()
+        return self.ran and not self._blocking()
+
+    @property
+    def inconclusive(self) -> bool:
+        """Not safe only because the harness could not run some scenario: nothing failed, nothing is missing."""
+        blocking = self._blocking()
+        return self.ran and bool(blocking) and all(kind == "inconclusive" for kind, _ in blocking)
 
     @property
     def word(self) -> str:
+        if self.inconclusive:
+            return INCONCLUSIVE
         if not self.safe:
             return UNSAFE
         return SAFE if len(self.checked_items) == len(CHECKLIST_ITEMS) else f"{SAFE} ({', '.join(self.checked_items)} only)"
@@ -113,6 +129,8 @@ class Verdict:
             counts = self.item(checklist)
             mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
             line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
+            if counts["inconclusive"]:
+                line += f", {len(counts['inconclusive'])} could not run ({', '.join(counts['inconclusive'])})"
             if counts["skipped"]:
                 line += f", {counts['skipped']} skipped ({', '.join(counts['skipped_ids'])})"
             if counts["failing"]:
@@ -125,13 +143,14 @@ class Verdict:
         for skipped in (r for r in self.results if r.outcome == "skipped" and r.checklist in self.checked_items):
             out.append(f"{'✗' if self.strict else '-'} skipped {skipped.id}: {skipped.message}")
         out.append("=" * 38)
-        out.append(("✓ " if self.safe else "✗ ") + self.word)
+        out.append(("✓ " if self.safe else "? " if self.inconclusive else "✗ ") + self.word)
         return out
 
     def to_json(self) -> dict[str, Any]:
         return {
             "verdict": self.word,
             "safe": self.safe,
+            "inconclusive": self.inconclusive,
             "target": self.target,
             "config": self.config_source,
             "reasons": self.reasons(),

@@ -217,10 +217,10 @@ def test_an_invalid_config_is_not_promoted(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
-def test_an_unreachable_target_is_one_clear_line() -> None:
+def test_an_unreachable_target_is_one_clear_line_and_inconclusive() -> None:
     result = verify("--target", "http://127.0.0.1:9")
-    assert result.returncode == 1
-    assert "✗ DO NOT PROMOTE (cannot reach the target http://127.0.0.1:9: ConnectError)" in result.stdout
+    assert result.returncode == 2, "neither safe nor unsafe: the harness could not judge"
+    assert "? INCONCLUSIVE (cannot reach the target http://127.0.0.1:9: ConnectError)" in result.stdout
     assert result.stdout.count("cannot reach") == 1
     assert "Traceback" not in result.stdout + result.stderr
 
@@ -280,3 +280,22 @@ def test_a_live_scenario_takes_its_numbers_and_policy_from_the_service(tmp_path:
     assert "FAIL  team-live-breaker-timeout-as-configured" in tighter.stdout, tighter.stdout[-3000:]
     expected = f"config circuit_breaker.timeout: expected >= 200, found 120 (policy: our models recover slowly; {strict}:2)"
     assert expected in tighter.stdout
+
+
+def test_a_target_that_goes_away_mid_run_is_inconclusive_not_unsafe(tmp_path: Path) -> None:
+    (tmp_path / "live.scenario.yaml").write_text(textwrap.dedent(LIVE_EXPRESSION), encoding="utf-8")
+    report = tmp_path / "out.json"
+    with LiveService(get_config()) as canary:
+        url = canary.url
+    # the probe before the run answers (a stand-in on the same port would be racy): run pytest directly
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", str(tmp_path), "-p", "no:cacheprovider", "-q", "--guards-target", url,
+         "--guards-report", str(report), "--guards-item", "circuit_breaker"],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    data = json.loads(report.read_text(encoding="utf-8"))
+    assert data["verdict"] == "INCONCLUSIVE", result.stdout[-2000:]
+    assert data["inconclusive"] is True
+    assert data["safe"] is False
+    assert [s["outcome"] for s in data["scenarios"]] == ["inconclusive"]
+    assert "? INCONCLUSIVE" in result.stdout
