@@ -233,6 +233,7 @@ def _record_scenario(item: pytest.Item, report: pytest.TestReport) -> None:
         result = ScenarioResult(
             s.id, s.title, s.checklist, str(s.file), s.line, item.mode, report.outcome, message,
             round(item.wall_seconds, 6), round(item.virtual_seconds, 6),
+            item.timeline.to_dict() if item.timeline is not None else None,
         )
     verdict.record(result)
 

@@ -39,6 +39,8 @@ class ScenarioResult:
     message: str = ""
     duration_s: float = 0.0
     virtual_seconds: float = 0.0
+    #: ``Timeline.to_dict()``: what the target showed after each step (None when the scenario did not run)
+    timeline: dict[str, Any] | None = None
 
 
 @dataclass
