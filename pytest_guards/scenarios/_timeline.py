@@ -53,11 +53,13 @@ class Timeline:
 
     def __init__(self, clock: Callable[[], float] | None = None, *, kind: str = "virtual", file: str = "") -> None:
         """``clock``: seconds since the run began (default: real time from now, with ``kind="real"``)."""
-        if clock is None:
-            started = time.monotonic()
-            clock, kind = (lambda: time.monotonic() - started), "real"
-        self.clock = clock
-        self.kind = kind
+        started = time.monotonic()
+
+        def real() -> float:
+            return time.monotonic() - started
+
+        self.clock = clock or real
+        self.kind = kind if clock is not None else "real"
         self.file = file
         self.points: list[dict[str, Any]] = []
         self.models: list[str] = []
