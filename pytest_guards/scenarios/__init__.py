@@ -34,11 +34,12 @@ from pytest_guards.scenarios._schema import (
 )
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget, Response, Target
 from pytest_guards.scenarios._timeline import Timeline, health_of
-from pytest_guards.scenarios._verdict import SAFE, UNSAFE, ScenarioResult, Verdict
+from pytest_guards.scenarios._verdict import ITEM_TITLES, SAFE, UNSAFE, ScenarioResult, Verdict
 
 __all__ = [
     "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
+    "ITEM_TITLES",
     "MISSING",
     "OPERATORS",
     "POLICY_FILE",

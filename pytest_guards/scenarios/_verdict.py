@@ -14,12 +14,13 @@ from typing import Any
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
-__all__ = ["SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
+__all__ = ["ITEM_TITLES", "SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
 
 SAFE = "SAFE TO PROMOTE TO PRODUCTION"
 UNSAFE = "DO NOT PROMOTE"
 
-_TITLES = {
+#: each checklist item as the verdict (and the HTML report) names it
+ITEM_TITLES = {
     "json_guard": "1. JSON Hard Guard",
     "circuit_breaker": "2. Circuit Breaker",
     "cache": "3. Cache LRU+TTL",
@@ -86,9 +87,9 @@ class Verdict:
         for checklist in self.checked_items:
             counts = self.item(checklist)
             if counts["failing"]:
-                out.append(f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
+                out.append(f"{ITEM_TITLES[checklist]}: failing {', '.join(counts['failing'])}")
             elif counts["passed"] == 0:
-                out.append(f"{_TITLES[checklist]}: no scenario verified it")
+                out.append(f"{ITEM_TITLES[checklist]}: no scenario verified it")
         for bad in self.invalid_files:
             out.append(f"invalid scenario file {bad.file}")
         if self.strict and self.policy is not None and self.policy.loosened:
@@ -114,7 +115,7 @@ class Verdict:
         for checklist in self.checked_items:
             counts = self.item(checklist)
             mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
-            line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
+            line = f"{mark} {ITEM_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
             if counts["skipped"]:
                 line += f", {counts['skipped']} skipped ({', '.join(counts['skipped_ids'])})"
             if counts["failing"]:
