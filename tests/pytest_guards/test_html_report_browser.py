@@ -149,7 +149,8 @@ def check_open_band(page: Any, report: dict[str, Any]) -> None:
     section.locator("summary").click()
     svg = section.locator("svg.chart")
     band = svg.locator(f"rect.b[data-m='qwen'][data-s='open'][data-i='{opened}']")
-    assert band.count() == 1 and band.is_visible()
+    assert band.count() == 1
+    assert band.is_visible()
     assert int(band.get_attribute("data-i")) <= at <= int(band.get_attribute("data-j"))
     chart, box = svg.bounding_box(), band.bounding_box()
     scale = chart["width"] / WIDTH
