@@ -124,7 +124,7 @@ def _scenario(result: dict[str, Any]) -> str:
         f'id="s-{escape(result["id"])}"{" open" if outcome == "failed" else ""}>'
         f'<summary><span class="badge {outcome}">{_BADGE[outcome]}</span> <b class="sid">{escape(result["id"])}</b> '
         f'<span class="title">{escape(result["title"])}</span> <span class="tag">{escape(item)}</span> '
-        f'<span class="file" title="{escape(where)}">{escape(short)}</span> <span class="secs">{seconds:g} s</span>'
+        f'<span class="file" title="{escape(where)}">{escape(short)}</span> <span class="secs">{seconds:.1f} s</span>'
         f"</summary>{''.join(body)}</details>"
     )
 
