@@ -158,6 +158,8 @@ def _pytest_args(args: argparse.Namespace, roots: list[Path], config_path: Path 
         command += ["--guards-policy", str(Path(args.policy).resolve())]
     if args.report:
         command += ["--guards-report", str(Path(args.report).resolve())]
+    if args.html:
+        command += ["--guards-html", str(Path(args.html).resolve())]
     if args.junitxml:
         command += ["--junitxml", str(Path(args.junitxml).resolve())]
     if args.strict or in_ci():
@@ -201,6 +203,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
         print(line, file=out)
     if args.report:
         print(f"report: {args.report}", file=out)
+    if args.html:
+        print(f"html report: {args.html}", file=out)
     if verdict.inconclusive:
         return _EXIT_INCONCLUSIVE
     return 0 if verdict.safe and code == pytest.ExitCode.OK else 1
@@ -274,6 +278,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_scenario_folders(verify)
     verify.add_argument("--report", metavar="FILE", help="write the verdict and every scenario's result as JSON")
+    verify.add_argument(
+        "--html", metavar="FILE",
+        help="write one self-contained HTML page: the verdict, every scenario and its timeline chart",
+    )
     verify.add_argument("--junitxml", metavar="FILE", help="write a JUnit XML report (one test case per scenario)")
     verify.add_argument(
         "--strict",

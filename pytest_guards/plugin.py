@@ -23,6 +23,7 @@ from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import GuardHarness, open_harness
 from pytest_guards.metrics import MetricsProbe
 from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.report import write_html
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     CHECKLIST_ITEMS,
@@ -54,6 +55,7 @@ _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("--guards-config", "guards_config", "guards config under test (default: the usual llm_ensemble.yaml search)", "PATH"),
     ("--guards-target", "guards_target", "URL of a running service for live (pre-promotion) checks", "URL"),
     ("--guards-report", "guards_report", "write the checklist verdict and every scenario's result as JSON", "PATH"),
+    ("--guards-html", "guards_html", "write the verdict and every scenario's timeline as one self-contained HTML page", "PATH"),
     ("--toxiproxy-url", "toxiproxy_url", "use this running Toxiproxy server instead of starting one", "URL"),
     ("--guards-policy", "guards_policy", "a team policy file whose bounds replace the shipped policy.yaml's, key by key", "PATH"),
 )
@@ -236,6 +238,7 @@ def _record_scenario(item: pytest.Item, report: pytest.TestReport, call: pytest.
         result = ScenarioResult(
             s.id, s.title, s.checklist, str(s.file), s.line, item.mode, outcome, message,
             round(item.wall_seconds, 6), round(item.virtual_seconds, 6),
+            item.timeline.to_dict() if item.timeline is not None else None,
         )
     verdict.record(result)
 
@@ -256,6 +259,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     report = option(session.config, "guards_report")
     if report:
         verdict.write(Path(session.config.invocation_params.dir) / report)
+    html = option(session.config, "guards_html")
+    if html:
+        write_html(verdict, Path(session.config.invocation_params.dir) / html)
     if verdict.ran and verdict.strict and not verdict.safe and session.exitstatus == pytest.ExitCode.OK:
         # under --guards-strict an incomplete checklist fails the run; otherwise a partial run (-k, one
         # file) exits on its tests alone, and `fragrance-ai verify` decides on the verdict itself

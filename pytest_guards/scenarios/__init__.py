@@ -1,9 +1,9 @@
-"""Scenario files (``*.scenario.yaml``): model, schema, expressions, pytest items, the runner, targets, verdict.
+"""Scenario files (``*.scenario.yaml``): model, schema, expressions, pytest items, the runner, targets, timelines, verdict.
 
 The flow: ``_model`` loads a file (``${env:}`` substitution via ``_expressions``, validation against
 ``_schema``'s shipped schema) into a :class:`Scenario`; ``_items`` collects it as a pytest item, which
-runs it with ``_run`` against one of ``_targets``; ``_verdict`` turns the results into SAFE / DO NOT
-PROMOTE. This package uses ``pytest_guards.faults`` and ``pytest_guards.network``; they never use it.
+runs it with ``_run`` against one of ``_targets``, recording a ``_timeline``; ``_verdict`` turns the
+results into SAFE / DO NOT PROMOTE. This package uses ``pytest_guards.faults`` and ``pytest_guards.network``; they never use it.
 """
 
 from __future__ import annotations
@@ -33,12 +33,14 @@ from pytest_guards.scenarios._schema import (
     TOXIC_ATTRIBUTES,
 )
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget, Response, Target
-from pytest_guards.scenarios._verdict import INCONCLUSIVE, SAFE, UNSAFE, ScenarioResult, Verdict
+from pytest_guards.scenarios._timeline import Timeline, health_of
+from pytest_guards.scenarios._verdict import INCONCLUSIVE, ITEM_TITLES, SAFE, UNSAFE, ScenarioResult, Verdict
 
 __all__ = [
     "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
     "INCONCLUSIVE",
+    "ITEM_TITLES",
     "MISSING",
     "OPERATORS",
     "POLICY_FILE",
@@ -70,9 +72,11 @@ __all__ = [
     "ScenarioResult",
     "Step",
     "Target",
+    "Timeline",
     "Verdict",
     "check",
     "describe",
+    "health_of",
     "load_policy",
     "load_scenario",
     "lookup",

@@ -25,6 +25,7 @@ from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError,
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario, unreachable
 from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
+from pytest_guards.scenarios._timeline import Timeline
 from pytest_guards.session import NetworkResources
 
 if TYPE_CHECKING:
@@ -104,6 +105,8 @@ class ScenarioItem(pytest.Item):
         self.mode = mode
         self.virtual_seconds = 0.0
         self.wall_seconds = 0.0
+        #: what the target showed after each step (None until the scenario runs)
+        self.timeline: Timeline | None = None
 
     def runtest(self) -> None:
         parent = self.parent
@@ -156,7 +159,11 @@ class ScenarioItem(pytest.Item):
                     harness.mode_controller.set_mode(scenario.given_mode)
                 for model, script in scenario.given_llm.items():
                     llm.set(model, script)
-                await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, policy=self._policy)
+                self.timeline = Timeline(lambda: clock.elapsed, kind="virtual", file=str(scenario.file))
+                await run_scenario(
+                    scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, policy=self._policy,
+                    timeline=self.timeline,
+                )
         finally:
             self.virtual_seconds = clock.elapsed
             llm.stop()
@@ -209,7 +216,10 @@ class ScenarioItem(pytest.Item):
                     target = NetworkTarget(service.system, client, fake, per_model)
                     for model, spec in scenario.given_network.items():
                         target.network(model, spec)
-                    await run_scenario(scenario, target, clock_elapsed=target.elapsed, policy=self._policy)
+                    self.timeline = Timeline(target.elapsed, kind="real", file=str(scenario.file))
+                    await run_scenario(
+                        scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline
+                    )
         finally:
             self.virtual_seconds = time.monotonic() - started  # real seconds here: nothing is simulated
             proxies.close()
@@ -222,13 +232,14 @@ class ScenarioItem(pytest.Item):
         timeout = httpx.Timeout(30.0, connect=5.0)
         async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
             target = LiveTarget(client)
+            self.timeline = Timeline(file=str(self.scenario.file))  # real time from here
             try:
                 scenario = self.scenario
                 if scenario.expressions:  # ${config:...} from what the service reports it runs with
                     scenario, problems = resolve_scenario(scenario, await target.settings())
                     if problems:
                         raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
-                await run_scenario(scenario, target, policy=self._policy)
+                await run_scenario(scenario, target, policy=self._policy, timeline=self.timeline)
             except (httpx.HTTPError, RuntimeError) as exc:
                 raise ScenarioFailure(
                     self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)

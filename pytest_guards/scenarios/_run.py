@@ -23,6 +23,7 @@ from pytest_guards.scenarios._expressions import MISSING, Judge, lookup
 from pytest_guards.scenarios._model import Scenario, Step
 from pytest_guards.scenarios._policy import Policy, shipped_policy
 from pytest_guards.scenarios._targets import Response, Target
+from pytest_guards.scenarios._timeline import Timeline
 
 __all__ = ["ScenarioFailure", "run_scenario", "unreachable"]
 
@@ -69,6 +70,7 @@ class _Run:
     target: Target
     elapsed: Callable[[], float] | None
     policy: Policy
+    timeline: Timeline | None = None
 
 
 async def run_scenario(
@@ -77,14 +79,19 @@ async def run_scenario(
     *,
     clock_elapsed: Callable[[], float] | None = None,
     policy: Policy | None = None,
+    timeline: Timeline | None = None,
 ) -> None:
     """Run every step; raises :class:`ScenarioFailure` at the first failing step.
 
-    ``policy`` is what ``expect: {policy: ITEM}`` checks the config against (default: the shipped one).
+    ``policy`` is what ``expect: {policy: ITEM}`` checks the config against (default: the shipped one);
+    ``timeline``, when given, gets a point before the first step and after every step that ran.
     """
     state = _State()
     await target.prepare()
-    await _run_steps(_Run(scenario, target, clock_elapsed, policy or shipped_policy()), scenario.steps, state)
+    run = _Run(scenario, target, clock_elapsed, policy or shipped_policy(), timeline)
+    if timeline is not None:
+        await timeline.record(target, None, scenario.line)
+    await _run_steps(run, scenario.steps, state)
 
 
 async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
@@ -96,6 +103,8 @@ async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
             await _run_parallel(run, step, state)
         elif step.kind == "expect":
             failures = await _expect(run, step, state)
+            if run.timeline is not None:
+                await run.timeline.record(run.target, step, step.line)
             if failures:
                 raise ScenarioFailure(run.scenario, step, failures)
         else:
@@ -106,6 +115,8 @@ async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
             except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
                 problem = f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"
                 raise ScenarioFailure(run.scenario, step, [problem], inconclusive=unreachable(exc)) from None
+            if run.timeline is not None:
+                await run.timeline.record(run.target, step, step.line, state.last_response)
 
 
 async def _run_parallel(run: _Run, step: Step, state: _State) -> None:

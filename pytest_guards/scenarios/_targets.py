@@ -46,6 +46,7 @@ class Target(Protocol):
     async def cache_stats(self) -> dict[str, Any]: ...
     async def refresh_metrics(self) -> None: ...
     async def settings(self) -> dict[str, Any]: ...
+    async def snapshot(self) -> dict[str, Any]: ...
 
     @property
     def config(self) -> Config: ...
@@ -123,6 +124,17 @@ class _SystemInThisProcess(_HTTPMixin):
 
     async def refresh_metrics(self) -> None:
         return None
+
+    async def snapshot(self) -> dict[str, Any]:
+        """What a timeline point holds: breakers, calls per model, mode, cache size and hit rate."""
+        cache = self.system.cache
+        stats = cache.stats() if cache is not None else None
+        return {
+            "breakers": self.system.breakers.states(),
+            "calls": {model: self.calls(model) for model in self.system.config.model_names},
+            "mode": str(self.system.mode_controller.get_current_mode()),
+            "cache": None if stats is None else {"size": stats["size"], "hit_rate": round(stats["hit_rate"], 4)},
+        }
 
     def set_llm(self, model: str, script: Script) -> None:
         self._calls_before_set[model] = self.calls(model)
@@ -244,6 +256,19 @@ class LiveTarget(_HTTPMixin):
     async def cache_stats(self) -> dict[str, Any]:
         cache = (await self._guards()).get("cache", {})
         return {"enabled": cache.get("enabled"), **(cache.get("stats") or {}), **{k: v for k, v in cache.items() if k != "stats"}}
+
+    async def snapshot(self) -> dict[str, Any]:
+        """A timeline point from one ``GET /health/guards``: breakers, mode, cache (a service shows no call counts)."""
+        guards = await self._guards()
+        models = guards.get("circuit_breaker", {}).get("models", {})
+        stats = (guards.get("cache") or {}).get("stats")
+        return {
+            "breakers": {name: str(info.get("state")) for name, info in models.items()},
+            "mode": str(guards.get("mode", {}).get("current")),
+            "cache": None if not isinstance(stats, dict) else {
+                "size": stats.get("size"), "hit_rate": round(float(stats.get("hit_rate") or 0.0), 4)
+            },
+        }
 
     async def refresh_metrics(self) -> None:
         response = await self.client.get("/metrics")

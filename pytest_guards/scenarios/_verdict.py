@@ -14,14 +14,15 @@ from typing import Any
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
-__all__ = ["INCONCLUSIVE", "SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
+__all__ = ["INCONCLUSIVE", "ITEM_TITLES", "SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
 
 SAFE = "SAFE TO PROMOTE TO PRODUCTION"
 UNSAFE = "DO NOT PROMOTE"
 #: the harness could not run some scenario (target or control plane unreachable) and none failed
 INCONCLUSIVE = "INCONCLUSIVE"
 
-_TITLES = {
+#: each checklist item as the verdict (and the HTML report) names it
+ITEM_TITLES = {
     "json_guard": "1. JSON Hard Guard",
     "circuit_breaker": "2. Circuit Breaker",
     "cache": "3. Cache LRU+TTL",
@@ -41,6 +42,8 @@ class ScenarioResult:
     message: str = ""
     duration_s: float = 0.0
     virtual_seconds: float = 0.0
+    #: ``Timeline.to_dict()``: what the target showed after each step (None when the scenario did not run)
+    timeline: dict[str, Any] | None = None
 
 
 @dataclass
@@ -87,11 +90,11 @@ class Verdict:
         for checklist in self.checked_items:
             counts = self.item(checklist)
             if counts["failing"]:
-                out.append(("failing", f"{_TITLES[checklist]}: failing {', '.join(counts['failing'])}"))
+                out.append(("failing", f"{ITEM_TITLES[checklist]}: failing {', '.join(counts['failing'])}"))
             elif counts["inconclusive"]:
-                out.append(("inconclusive", f"{_TITLES[checklist]}: could not run {', '.join(counts['inconclusive'])}"))
+                out.append(("inconclusive", f"{ITEM_TITLES[checklist]}: could not run {', '.join(counts['inconclusive'])}"))
             elif counts["passed"] == 0:
-                out.append(("unverified", f"{_TITLES[checklist]}: no scenario verified it"))
+                out.append(("unverified", f"{ITEM_TITLES[checklist]}: no scenario verified it"))
         out.extend(("invalid", f"invalid scenario file {bad.file}") for bad in self.invalid_files)
         if self.strict and self.policy is not None and self.policy.loosened:
             out.append(("policy", "the policy was loosened (--guards-strict holds it to the shipped bounds or tighter)"))
@@ -128,7 +131,7 @@ class Verdict:
         for checklist in self.checked_items:
             counts = self.item(checklist)
             mark = "✓" if counts["passed"] and not counts["failing"] else "✗"
-            line = f"{mark} {_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
+            line = f"{mark} {ITEM_TITLES[checklist]:<22} {counts['passed']} passed, {counts['failed']} failed"
             if counts["inconclusive"]:
                 line += f", {len(counts['inconclusive'])} could not run ({', '.join(counts['inconclusive'])})"
             if counts["skipped"]:

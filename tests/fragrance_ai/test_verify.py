@@ -36,7 +36,9 @@ def in_parallel(runs: dict[str, tuple[str, ...]]) -> dict[str, subprocess.Comple
 
 
 def test_embedded_default_is_safe_to_promote_one_line_per_scenario(tmp_path: Path) -> None:
-    result = verify("--report", str(tmp_path / "out.json"), "--junitxml", str(tmp_path / "out.xml"))
+    result = verify(
+        "--report", str(tmp_path / "out.json"), "--junitxml", str(tmp_path / "out.xml"), "--html", str(tmp_path / "out.html")
+    )
     assert result.returncode == 0, result.stdout[-3000:]
     for line in ("1. JSON Hard Guard", "2. Circuit Breaker", "3. Cache LRU+TTL", "4. LLM Health Check"):
         assert line in result.stdout
@@ -48,6 +50,9 @@ def test_embedded_default_is_safe_to_promote_one_line_per_scenario(tmp_path: Pat
     assert report["safe"] is True
     assert report["verdict"] == "SAFE TO PROMOTE TO PRODUCTION"
     assert (tmp_path / "out.xml").read_text(encoding="utf-8").count("<testcase") == len(report["scenarios"])
+    html = (tmp_path / "out.html").read_text(encoding="utf-8")
+    assert html.count('<details class="scenario passed"') == len(report["scenarios"])
+    assert len(html.encode("utf-8")) < 1_000_000, "the whole suite's HTML report stays under 1 MB"
 
 
 # one key changed in an exact copy of the reference config, each as safe as the checklist or safer
