@@ -92,10 +92,11 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
     app.state.system = guarded
     models = guarded.config.model_names
     fields = {"body": tuple(BriefRequest.model_fields), "query": ("model",)}
+    unknown = {"loc": ("query", "model"), "type": "unknown_model", "msg": f"unknown model; expected one of: {', '.join(models)}, all"}
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
+        errors = [unknown if tuple(e.get("loc", ()))[:2] == ("query", "model") else e for e in exc.errors()]
         if request.method == "POST" and not _json_content_type(request):
             errors = [{"loc": ("body",), "type": "content_type"}]
         return invalid_request(clean_errors(errors, fields))
