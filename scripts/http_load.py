@@ -20,7 +20,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fragrance_ai" / "service"))
-from http_corpus import load_corpus, run_case  # noqa: E402  (the corpus lives with the tests)
+from http_corpus import load_corpus, run_case
 
 
 def _free_port() -> int:

@@ -79,20 +79,8 @@ def _lifespan(guarded: GuardSystem, owned: bool) -> Callable[[FastAPI], Abstract
     return lifespan
 
 
-def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
-    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
-    owned = system is None
-    guarded = system if system is not None else GuardSystem.build(config)
-    app = FastAPI(
-        title="fragrance-ai",
-        summary="Fragrance briefs from LLMs behind production guards.",
-        version=__version__,
-        lifespan=_lifespan(guarded, owned),
-    )
-    app.state.system = guarded
-    models = guarded.config.model_names
-    fields = {"body": tuple(BriefRequest.model_fields), "query": ("model",)}
-    unknown = {"loc": ("query", "model"), "type": "unknown_model", "msg": f"unknown model; expected one of: {', '.join(models)}, all"}
+def _install_error_handlers(app: FastAPI, fields: dict[str, tuple[str, ...]], unknown: dict[str, Any]) -> None:
+    """422 for every malformed request (``unknown``: the error for a model not configured), 500 for a bug."""
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -112,8 +100,27 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
         logger.exception("unhandled error on %s %s", request.method, request.url.path)
         return JSONResponse(status_code=500, content={"error": "internal_error"})
 
+
+def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
+    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
+    owned = system is None
+    guarded = system if system is not None else GuardSystem.build(config)
+    app = FastAPI(
+        title="fragrance-ai",
+        summary="Fragrance briefs from LLMs behind production guards.",
+        version=__version__,
+        lifespan=_lifespan(guarded, owned),
+    )
+    app.state.system = guarded
+    models = guarded.config.model_names
+    fields = {"body": tuple(BriefRequest.model_fields), "query": ("model",)}
+    expected = f"unknown model; expected one of: {', '.join(models)}, all"
+    unknown = {"loc": ("query", "model"), "type": "unknown_model", "msg": expected}
+
+    _install_error_handlers(app, fields, unknown)
+
     async def llm_health(model: str | None = None) -> Any:
-        """One model's health: 200 healthy, 503 not. ``all`` (the default): 200 healthy or degraded, 503 when no model is healthy."""
+        """One model: 200 healthy, 503 not. ``all`` (the default): 200 healthy or degraded, 503 when none is healthy."""
         if model is None or model == "all":
             results = await guarded.health_checker.check_all_models()
             status = overall_status(results)
@@ -124,7 +131,7 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
         return result
 
     # the accepted names come from the config: published as an enum and enforced by the same annotation
-    choice = Literal.__getitem__((*models, "all"))  # type: ignore[attr-defined]
+    choice: Any = Literal.__getitem__((*models, "all"))
     llm_health.__annotations__["model"] = Annotated[choice | None, Query(description="a configured model, or all (the default)")]
     health_responses: dict[int | str, dict[str, Any]] = {
         200: {"model": HealthAnswer, "description": "healthy (one model), or healthy|degraded (all)"},

@@ -39,7 +39,7 @@ _MAX_MESSAGE: Final = 200
 _MESSAGES: Final = {
     "extra_forbidden": "unknown field (allowed: {allowed})",
     "json_invalid": "the body is not valid JSON",
-    "json_encoding": "the body is not UTF-8 encoded JSON",
+    "json_encoding": "the body could not be read as UTF-8 JSON",
     "content_type": "expected Content-Type: application/json",
 }
 

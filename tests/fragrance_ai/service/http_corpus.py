@@ -53,7 +53,8 @@ class CaseResult:
     def line(self) -> str:
         mark = "ok  " if self.ok else "FAIL"
         got = self.status if self.status is not None else "-"
-        text = f"{mark} {self.case.id:<40} {self.case.method:<7} expected {self.case.status} got {got} in {self.elapsed_ms:7.1f} ms"
+        text = f"{mark} {self.case.id:<40} {self.case.method:<7} expected {self.case.status} got {got}"
+        text += f" in {self.elapsed_ms:7.1f} ms"
         return text + (f"  ({'; '.join(self.problems)})" if self.problems else "")
 
 
@@ -65,13 +66,13 @@ def _body(spec: dict[str, Any] | None) -> bytes:
     if "text" in spec:
         return str(spec["text"]).encode("utf-8", "surrogatepass")
     if "hex" in spec:
-        return bytes.fromhex(spec["hex"])
+        return bytes.fromhex(str(spec["hex"]))
     if "repeat" in spec:
         prefix, unit, times, suffix = spec["repeat"]
-        return (prefix + unit * times + suffix).encode()
+        return f"{prefix}{unit * int(times)}{suffix}".encode()
     fill = spec["fill"]
-    head, tail = fill["prefix"].encode(), fill["suffix"].encode()
-    return head + fill["char"].encode() * (fill["size"] - len(head) - len(tail)) + tail
+    head, char, tail = (str(fill[key]).encode() for key in ("prefix", "char", "suffix"))
+    return head + char * (int(fill["size"]) - len(head) - len(tail)) + tail
 
 
 def load_corpus(path: Path = CORPUS) -> list[Case]:

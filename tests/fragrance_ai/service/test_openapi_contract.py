@@ -7,6 +7,8 @@ an invalid request the server accepts or a valid one it refuses, a 5xx.
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import CHECKS, load_all_checks
@@ -16,7 +18,7 @@ from fragrance_ai.service.app import create_app
 
 load_all_checks()
 #: every check schemathesis ships (``--checks all``), not only those on by default
-ALL_CHECKS = list(CHECKS.get_all())
+ALL_CHECKS: list[Any] = list(CHECKS.get_all())
 
 app = create_app(get_config())
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -24,7 +26,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 @schema.parametrize()
 @settings(max_examples=60, derandomize=True, deadline=None, database=None, suppress_health_check=list(HealthCheck))
-def test_every_operation_keeps_its_contract(case: schemathesis.Case) -> None:
+def test_every_operation_keeps_its_contract(case: schemathesis.Case[Any]) -> None:
     case.call_and_validate(checks=ALL_CHECKS)
 
 
