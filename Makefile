@@ -1,6 +1,7 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
+# make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s)
 # make tools   install promtool and toxiproxy-server into .tools/bin (make test does it; fragrance-ai install-tools),
 #              and Debian's chromium for the HTML report's browser test
 
@@ -9,7 +10,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test tools verify snippets bench lint clean
+.PHONY: test tools verify snippets bench load lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ snippets: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py
+
+load: $(STAMP)
+	$(BIN)/python scripts/http_load.py --rounds 3 --budget 300
 
 lint: $(STAMP)
 	$(BIN)/mypy

@@ -10,7 +10,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TextIO
+from typing import Any, Final, TextIO
 
 import yaml
 
@@ -30,6 +30,17 @@ from fragrance_ai.constants import LOOPBACK_HOST
 __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+#: uvicorn's settings at the HTTP edge of ``serve`` (README, "The service"): h11, whose header limit is
+#: a setting; an idle keep-alive connection closed after 5 s; at most 16 KiB of request line and headers
+#: (a longer head is refused with 400); at most 512 connections and requests at once (then 503); 10 s to
+#: finish requests on shutdown. A body that stalls is the app's BodyLimit's (408 after 10 s).
+SERVER_LIMITS: Final[dict[str, Any]] = {
+    "http": "h11",
+    "timeout_keep_alive": 5,
+    "h11_max_incomplete_event_size": 16 * 1024,
+    "limit_concurrency": 512,
+    "timeout_graceful_shutdown": 10,
+}
 
 
 def _load_or_report(path: Path, heading: str, out: TextIO) -> Config | None:
@@ -94,7 +105,7 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a setting the loader accepts but a backend refuses (say, an ftp:// base_url)
         print(f"cannot start with {path}: {exc}", file=sys.stderr)
         return 2
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **SERVER_LIMITS)
     return 0
 
 

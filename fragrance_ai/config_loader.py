@@ -35,6 +35,7 @@ from fragrance_ai.config_schema import (
     MODEL_SPEC,
     MODES,
     SECTIONS,
+    SERVICE_SPEC,
     BreakerSettings,
     CacheConfig,
     CircuitBreakerConfig,
@@ -47,6 +48,7 @@ from fragrance_ai.config_schema import (
     ModeConfig,
     ModeControllerConfig,
     ModelConfig,
+    ServiceConfig,
     Spec,
     deep_merge,
     is_http_url,
@@ -54,7 +56,7 @@ from fragrance_ai.config_schema import (
 )
 from fragrance_ai.config_warnings import ConfigWarning, config_warnings
 from fragrance_ai.constants import LOOPBACK_HOST
-from fragrance_ai.yaml_positions import KeyPath, format_path, load_yaml_with_positions
+from fragrance_ai.yaml_positions import KeyPath, decode_yaml, format_path, load_yaml_with_positions
 
 __all__ = [
     "BACKENDS",
@@ -72,6 +74,7 @@ __all__ = [
     "ModeConfig",
     "ModeControllerConfig",
     "ModelConfig",
+    "ServiceConfig",
     "ValueSource",
     "build_config",
     "config_warnings",
@@ -127,11 +130,13 @@ def load_config_with_sources(path: str | os.PathLike[str]) -> tuple[Config, dict
     """
     source = str(path)
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text, problem = decode_yaml(Path(path).read_bytes())
     except FileNotFoundError:
         raise ConfigError([ConfigIssue(source, None, "", "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise ConfigError([ConfigIssue(source, None, "", f"cannot read: {exc}")]) from None
+    if problem is not None:
+        raise ConfigError([ConfigIssue(source, problem.line, "", problem.message)])
     return _load_text(text, source)
 
 
@@ -150,10 +155,7 @@ def _parse_yaml(
 ) -> tuple[dict[str, Any], dict[KeyPath, int], list[ConfigIssue]]:
     """Parse YAML safely, keeping the line of every key; duplicate keys are issues, not overwrites."""
     data, positions, problems = load_yaml_with_positions(text)
-    issues = [
-        ConfigIssue(source, p.position.line if p.position else None, format_path(p.path), p.message)
-        for p in problems
-    ]
+    issues = [ConfigIssue(source, p.line, format_path(p.path), p.message) for p in problems]
     if data is None and issues:
         raise ConfigError(issues)
     if data is None:
@@ -351,6 +353,7 @@ def _validate(
     health = HealthCheckConfig(
         **c.fields(c.section(data, (), "health_check"), ("health_check",), HEALTH_SPEC, _defaults(HealthCheckConfig()))
     )
+    service = ServiceConfig(**c.fields(c.section(data, (), "service"), ("service",), SERVICE_SPEC, _defaults(ServiceConfig())))
     if 0 < health.probe_interval < 0.05:
         c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
 
@@ -365,6 +368,7 @@ def _validate(
         modes=MappingProxyType(modes),
         mode_controller=mode_controller,
         health_check=health,
+        service=service,
         raw=MappingProxyType(copy.deepcopy(data)),
     )
 

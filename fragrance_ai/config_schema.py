@@ -38,6 +38,7 @@ __all__ = [
     "ModeConfig",
     "ModeControllerConfig",
     "ModelConfig",
+    "ServiceConfig",
     "deep_merge",
     "is_http_url",
     "kind",
@@ -182,6 +183,15 @@ class HealthCheckConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """The HTTP edge of ``fragrance-ai serve`` / ``create_app``."""
+
+    #: a request body longer than this is refused with 413 before it is read whole (a 4000-character
+    #: prompt written as ``\uXXXX`` escapes of surrogate pairs is 48,000 bytes)
+    max_body_bytes: int = 65_536
+
+
+@dataclass(frozen=True, slots=True)
 class LLMConfig:
     """``config.llm``: the models, plus the JSON guard switches under the names the checklist uses."""
 
@@ -225,6 +235,7 @@ class Config:
     modes: Mapping[str, ModeConfig]
     mode_controller: ModeControllerConfig
     health_check: HealthCheckConfig
+    service: ServiceConfig = field(default_factory=ServiceConfig)
     #: the effective data (the file merged onto the reference), for deep-merging overrides onto it
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
@@ -281,6 +292,7 @@ class Config:
             },
             "cache": _asdict(self.cache),
             "health_check": _asdict(self.health_check),
+            "service": _asdict(self.service),
         }
 
 
@@ -459,7 +471,12 @@ HEALTH_SPEC: Final[dict[str, Spec]] = {
     "prompt": _str(),
     "probe_interval": _num(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
 }
-SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
+SERVICE_SPEC: Final[dict[str, Spec]] = {
+    "max_body_bytes": _int(lo=1024, hi=16 * 1024 * 1024),
+}
+SECTIONS: Final = (
+    "llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check", "service",
+)
 
 
 def is_http_url(text: str) -> bool:

@@ -236,7 +236,7 @@ def _scenarios(args: argparse.Namespace, out: TextIO) -> int:
             where = f"{path}:{scenario.line}"
             print(f"{scenario.id:<58} {scenario.checklist:<16} {scenario.target:<11} {where}  {scenario.title}", file=out)
     print(f"{shown} scenario(s)" + (f", {invalid} invalid file(s)" if invalid else ""), file=out)
-    return 1 if invalid else 0
+    return _EXIT_USAGE if invalid else 0  # an invalid file is bad input, as for check-config
 
 
 def _install(args: argparse.Namespace, out: TextIO) -> int:

@@ -47,7 +47,8 @@ class LRUCacheWithTTL(Generic[K, V]):
     """LRU cache whose entries also expire ``ttl_seconds`` after they were last set.
 
     Counters (plain ints, only ever increase, read without a lock by the metrics collector):
-    ``hits``, ``misses``, ``evictions`` (LRU entries pushed out by a full cache), ``expirations``
+    ``hits``, ``misses`` (a single-flight waiter counts once its flight lands: a hit when the value was
+    stored, a miss when it was not or the loader failed), ``evictions`` (LRU entries pushed out by a full cache), ``expirations``
     (entries removed because their TTL passed) and ``coalesced`` (``get_or_set`` callers that
     waited for another caller's factory instead of running their own).
     ``max_size``, ``ttl_seconds`` and ``cleanup_interval`` are attributes: read them, do not assign.
@@ -276,18 +277,31 @@ class LRUCacheWithTTL(Generic[K, V]):
                 del self._data[key]
                 del self._expiry[key]
                 self.expirations += 1
-            self.misses += 1
             flight = self._flights.get(key)
             if flight is not None:
+                # a waiter counts when the flight lands: a hit if the value is stored, else a miss
                 self.coalesced += 1
                 return _MISSING, flight, False
+            self.misses += 1
             flight = self._flights[key] = _Flight()
             return _MISSING, flight, True
+
+    def _count_joined(self, flight: _Flight, value: Any) -> None:
+        """A waiter got ``value`` from another caller's flight: a hit when the cache kept it (as the next lookup
+        would be), else a miss; an interrupted flight counts nothing (the waiter looks up again)."""
+        if value is _RETRY:
+            return
+        with self._lock:
+            if flight.stored:
+                self.hits += 1
+            else:
+                self.misses += 1
 
     def _land(self, key: K, flight: _Flight, loaded: Loaded[Any]) -> None:
         """The leader's loader returned: cache the value if it may be stored, then release the waiters."""
         if loaded.store:
             self.set(key, loaded.value)
+            flight.stored = True
         # only now drop the flight: a lookup in between finds the value, so nobody recomputes it
         with self._lock:
             del self._flights[key]
@@ -328,7 +342,12 @@ class LRUCacheWithTTL(Generic[K, V]):
                     f"get_or_set/get_or_load({key!r}) would block the event loop that is computing this key "
                     "in aget_or_set/aget_or_load; call aget_or_set or aget_or_load from async code"
                 )
-            value = flight.future.result()
+            try:
+                value = flight.future.result()
+            except BaseException:
+                self._count_joined(flight, None)  # the loader failed for everyone: a miss
+                raise
+            self._count_joined(flight, value)
             if value is not _RETRY:
                 return Fetched(value, "joined")
 
@@ -358,7 +377,14 @@ class LRUCacheWithTTL(Generic[K, V]):
                     self._land(key, flight, loaded)
                     return Fetched(loaded.value, "loaded")
             # shield: a waiter being cancelled must not cancel the shared flight for everyone else
-            value = await asyncio.shield(asyncio.wrap_future(flight.future))
+            try:
+                value = await asyncio.shield(asyncio.wrap_future(flight.future))
+            except Exception:
+                if not lead:
+                    self._count_joined(flight, None)  # the loader failed for everyone: a miss
+                raise
+            if not lead:
+                self._count_joined(flight, value)
             if value is not _RETRY:
                 return Fetched(value, "loaded" if lead else "joined")
 
@@ -439,7 +465,7 @@ class Fetched(NamedTuple, Generic[T]):
 class _Flight:
     """One in-progress loader call that concurrent misses on the same key wait for."""
 
-    __slots__ = ("future", "loop", "task")
+    __slots__ = ("future", "loop", "stored", "task")
 
     def __init__(self) -> None:
         # a concurrent Future can be waited on by threads (result()) and by any event loop (wrap_future)
@@ -448,6 +474,8 @@ class _Flight:
         self.loop: asyncio.AbstractEventLoop | None = None
         # a detached loader's task, held so that it is not garbage collected while it runs
         self.task: asyncio.Task[None] | None = None
+        #: whether the cache kept the loaded value (its waiters then count as hits)
+        self.stored = False
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -34,8 +34,11 @@ REASONS: Final = HEALTH_REASONS
 
 
 def overall_status(results: dict[str, dict[str, Any]]) -> str:
-    """``healthy`` when every model is, else ``degraded``."""
-    return "healthy" if results and all(r["status"] == "healthy" for r in results.values()) else "degraded"
+    """``healthy`` when every model is, ``degraded`` when some are, ``unhealthy`` when none is (503 for ``all``)."""
+    healthy = sum(r["status"] == "healthy" for r in results.values())
+    if not healthy:
+        return "unhealthy"
+    return "healthy" if healthy == len(results) else "degraded"
 
 
 class LLMHealthChecker:

@@ -40,6 +40,8 @@ DEFAULT_MODELS = ("qwen", "mistral", "llama")
 _CHUNK = 65536
 #: how often the call logs are checked against --max-log (seconds)
 _TRIM_EVERY = 10.0
+#: how long stopping waits for the relays of aborted connections to end (seconds)
+_STOP_GRACE = 5.0
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, other: asyncio.StreamWriter) -> None:
@@ -56,13 +58,25 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, othe
         other.transport.abort()
 
 
-async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter, port: int) -> None:
-    """Relay one client connection to 127.0.0.1:``port`` both ways until both sides are done."""
+async def relay(
+    client_reader: asyncio.StreamReader,
+    client_writer: asyncio.StreamWriter,
+    port: int,
+    open_writers: set[asyncio.StreamWriter] | None = None,
+) -> None:
+    """Relay one client connection to 127.0.0.1:``port`` both ways until both sides are done.
+
+    ``open_writers`` holds both ends while the relay runs, so that a stopping server can abort them
+    (a keep-alive client would otherwise hold the relay open until it is cancelled mid-read).
+    """
     try:
         upstream_reader, upstream_writer = await asyncio.open_connection("127.0.0.1", port)
     except OSError:
         client_writer.transport.abort()
         return
+    ends = {client_writer, upstream_writer}
+    if open_writers is not None:
+        open_writers |= ends
     try:
         await asyncio.gather(
             _pipe(client_reader, upstream_writer, client_writer),
@@ -71,6 +85,8 @@ async def relay(client_reader: asyncio.StreamReader, client_writer: asyncio.Stre
     finally:
         for writer in (client_writer, upstream_writer):
             writer.close()
+        if open_writers is not None:
+            open_writers -= ends
 
 
 def _scripts(pairs: Sequence[str], models: Sequence[str]) -> dict[str, object]:
@@ -116,7 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
 async def _serve(args: argparse.Namespace, server: FakeLLMServer, scripts: dict[str, object]) -> None:
     assert server.port is not None
     upstream = server.port
-    listener = await asyncio.start_server(lambda r, w: relay(r, w, upstream), args.host, args.port)
+    open_writers: set[asyncio.StreamWriter] = set()
+    relays: set[asyncio.Task[None]] = set()
+
+    async def serve_one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        relays.add(task)
+        try:
+            await relay(reader, writer, upstream, open_writers)
+        finally:
+            relays.discard(task)
+
+    listener = await asyncio.start_server(serve_one, args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -136,6 +164,13 @@ async def _serve(args: argparse.Namespace, server: FakeLLMServer, scripts: dict[
             for model in server.models:
                 if server.call_count(model) > args.max_log:
                     server.set(model, scripts.get(model, "valid"))
+        # stop accepting, drop every open connection (keep-alive clients too) and let each relay end on its
+        # own: a relay cancelled by asyncio.run's cleanup would print a CancelledError traceback
+        listener.close()
+        for writer in list(open_writers):
+            writer.transport.abort()
+        if relays:
+            await asyncio.wait(set(relays), timeout=_STOP_GRACE)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

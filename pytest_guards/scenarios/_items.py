@@ -93,7 +93,9 @@ class InvalidScenarioItem(pytest.Item):
         return f"invalid scenario file ({len(problems)} problem(s)):\n" + "\n".join(f"  {p}" for p in problems)
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
-        return Path(self.path), 0, f"invalid scenario file {self.path.name}"
+        first = self.error.problems[0].line if self.error.problems else None
+        where = f"{self.path.name}:{first}" if first is not None else self.path.name
+        return Path(self.path), (first or 1) - 1, f"invalid scenario file {where}"
 
 
 class ScenarioItem(pytest.Item):

@@ -23,7 +23,7 @@ from typing import Any, Final
 import jsonschema
 
 from fragrance_ai.config_loader import default_config_path, load_config
-from fragrance_ai.yaml_positions import KeyPath, Position, format_path, load_yaml_with_positions
+from fragrance_ai.yaml_positions import KeyPath, Position, decode_yaml, format_path, load_yaml_with_positions
 from pytest_guards.faults import BehaviourError, Script, parse_behaviours
 from pytest_guards.scenarios._config_expr import ConfigExpression, ExpressionError, parse_expression, walk_expressions
 from pytest_guards.scenarios._expressions import lookup, substitute
@@ -128,10 +128,10 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     """Read and validate one scenario file; raises :class:`ScenarioFileError` listing every problem."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text, undecodable = decode_yaml(path.read_bytes())
+    except OSError as exc:
         raise ScenarioFileError(name, [Problem(name, None, None, "", f"cannot read: {exc}")]) from None
-    data, positions, yaml_problems = load_yaml_with_positions(text)
+    data, positions, yaml_problems = load_yaml_with_positions(text) if undecodable is None else (None, {}, [undecodable])
     problems = [_problem(name, positions, p.path, p.message, p.position) for p in yaml_problems]
     if data is None:
         raise ScenarioFileError(name, problems or [Problem(name, 1, 1, "", "the file is empty")])

@@ -83,6 +83,22 @@ def test_sigterm_stops_it_cleanly(served: tuple[str, subprocess.Popen[str]]) -> 
     assert "fake LLM server: qwen, mistral on http://127.0.0.1:" in output
 
 
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_it_stops_cleanly_while_a_client_holds_a_keep_alive_connection(
+    served: tuple[str, subprocess.Popen[str]], sig: signal.Signals
+) -> None:
+    url, process = served
+    port = int(url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as held:
+        held.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert held.recv(64).startswith(b"HTTP/1.1 200")  # answered; the connection stays open (keep-alive)
+        process.send_signal(sig)
+        output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0
+    assert "Traceback" not in output
+    assert "CancelledError" not in output
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

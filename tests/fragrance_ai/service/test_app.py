@@ -272,8 +272,11 @@ BAD_REQUESTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("oversized prompt", {"json": {"prompt": "x" * (MAX_PROMPT_CHARS + 1)}}, "body.prompt", "string_too_long"),
     ("prompt not a string", {"json": {"prompt": 42}}, "body.prompt", "string_type"),
     ("unknown mode", {"json": {"prompt": "a", "mode": "turbo"}}, "body.mode", "literal_error"),
-    ("extra field", {"json": {"prompt": "a", "temperature": 2}}, "body.temperature", "extra_forbidden"),
-    ("not JSON", {"content": b"prompt=a", "headers": {"content-type": "application/json"}}, "body.0", "json_invalid"),
+    # an unknown key is never named: the field is the schema's (body), not the client's key
+    ("extra field", {"json": {"prompt": "a", "temperature": 2}}, "body", "extra_forbidden"),
+    ("not JSON", {"content": b"prompt=a", "headers": {"content-type": "application/json"}}, "body", "json_invalid"),
+    ("not UTF-8", {"content": b'{"prompt": "\xff"}', "headers": {"content-type": "application/json"}}, "body", "json_encoding"),
+    ("form content type", {"data": {"prompt": "a"}}, "body", "content_type"),
     ("a JSON list", {"json": ["prompt"]}, "body", "model_attributes_type"),
 ]
 
@@ -348,8 +351,8 @@ async def test_no_response_contains_a_backends_exception_text(clock: VirtualCloc
             assert brief.json()["source"] == "fallback"
             assert [t["outcome"] for t in brief.json()["models_tried"]] == ["error"] * 3
             everything = await client.get("/health/llm")
-            assert everything.status_code == 200
-            assert everything.json()["status"] == "degraded"
+            assert everything.status_code == 503  # no model is healthy: a load balancer must see it
+            assert everything.json()["status"] == "unhealthy"
             one = await client.get("/health/llm?model=qwen")
             assert one.status_code == 503
             assert one.json()["reason"] == "error"

@@ -382,7 +382,8 @@ def test_overall_status() -> None:
     healthy = {"status": "healthy"}
     assert overall_status({"a": healthy, "b": healthy}) == "healthy"
     assert overall_status({"a": healthy, "b": {"status": "unhealthy"}}) == "degraded"
-    assert overall_status({}) == "degraded"
+    assert overall_status({"a": {"status": "unhealthy"}, "b": {"status": "unhealthy"}}) == "unhealthy"
+    assert overall_status({}) == "unhealthy"
 
 
 def test_settings_are_checked(system: GuardSystem) -> None:
