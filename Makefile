@@ -1,7 +1,7 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
-# make tools   install promtool and toxiproxy-server into .tools/bin (make test does it; fragrance-ai install-tools)
+# make tools   install promtool, toxiproxy-server and redis-server into .tools/bin (make test does it; fragrance-ai install-tools)
 
 PYTHON ?= python3
 VENV   := .venv
@@ -21,6 +21,7 @@ $(STAMP): pyproject.toml
 tools: $(STAMP)
 	$(BIN)/fragrance-ai install-tools promtool --dir .tools/bin || { test "$$CI" != true && echo "promtool not installed: its tests will skip"; }
 	$(BIN)/fragrance-ai install-tools toxiproxy-server --dir .tools/bin || { test "$$CI" != true && echo "toxiproxy-server not installed: its tests will skip"; }
+	$(BIN)/fragrance-ai install-tools redis-server --dir .tools/bin || { test "$$CI" != true && echo "redis-server not installed: its tests will skip"; }
 
 test: $(STAMP) tools lint
 	$(BIN)/python -m pytest -q

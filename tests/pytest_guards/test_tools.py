@@ -23,7 +23,7 @@ def test_the_user_tools_dir_follows_the_environment(tmp_path: Path) -> None:
 def test_an_unknown_tool_is_a_usage_mistake(tmp_path: Path) -> None:
     err = io.StringIO()
     assert install_tools(["toxiproxy"], tmp_path, io.StringIO(), err) == 2
-    assert "unknown tool toxiproxy; known: toxiproxy-server, promtool" in err.getvalue()
+    assert "unknown tool toxiproxy; known: toxiproxy-server, promtool, redis-server" in err.getvalue()
 
 
 def executable(path: Path, script: str = "exit 0\n") -> Path:
