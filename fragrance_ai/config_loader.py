@@ -35,6 +35,7 @@ from fragrance_ai.config_schema import (
     MODEL_SPEC,
     MODES,
     SECTIONS,
+    STATE_SPEC,
     BreakerSettings,
     CacheConfig,
     CircuitBreakerConfig,
@@ -48,6 +49,7 @@ from fragrance_ai.config_schema import (
     ModeControllerConfig,
     ModelConfig,
     Spec,
+    StateConfig,
     deep_merge,
     is_http_url,
     kind,
@@ -353,6 +355,9 @@ def _validate(
     )
     if 0 < health.probe_interval < 0.05:
         c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
+    state = StateConfig(**c.fields(c.section(data, (), "state"), ("state",), STATE_SPEC, _defaults(StateConfig())))
+    if not state.url.startswith(("redis://", "rediss://", "unix://")):
+        c.error(("state", "url"), f"must be a redis://, rediss:// or unix:// URL, found {state.url!r}")
 
     if c.issues:
         raise ConfigError(sorted(c.issues, key=lambda i: i.line or 0))
@@ -365,6 +370,7 @@ def _validate(
         modes=MappingProxyType(modes),
         mode_controller=mode_controller,
         health_check=health,
+        state=state,
         raw=MappingProxyType(copy.deepcopy(data)),
     )
 

@@ -20,12 +20,14 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from fragrance_ai.config_state import ON_REDIS_ERROR, STATE_BACKENDS, StateConfig
 from fragrance_ai.constants import DEFAULT_MODE, MODES
 
 __all__ = [
     "BACKENDS",
     "MODES",
     "SECTIONS",
+    "STATE_BACKENDS",
     "BreakerSettings",
     "CacheConfig",
     "CircuitBreakerConfig",
@@ -38,6 +40,7 @@ __all__ = [
     "ModeConfig",
     "ModeControllerConfig",
     "ModelConfig",
+    "StateConfig",
     "deep_merge",
     "is_http_url",
     "kind",
@@ -225,6 +228,7 @@ class Config:
     modes: Mapping[str, ModeConfig]
     mode_controller: ModeControllerConfig
     health_check: HealthCheckConfig
+    state: StateConfig = field(default_factory=StateConfig)
     #: the effective data (the file merged onto the reference), for deep-merging overrides onto it
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
@@ -281,6 +285,7 @@ class Config:
             },
             "cache": _asdict(self.cache),
             "health_check": _asdict(self.health_check),
+            "state": {**_asdict(self.state), "url": redact_url(self.state.url) if redact else self.state.url},
         }
 
 
@@ -459,7 +464,18 @@ HEALTH_SPEC: Final[dict[str, Spec]] = {
     "prompt": _str(),
     "probe_interval": _num(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
 }
-SECTIONS: Final = ("llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check")
+STATE_SPEC: Final[dict[str, Spec]] = {
+    "backend": _str(choices=STATE_BACKENDS),
+    "url": _str(),  # redis://, rediss:// or unix://: checked by the loader
+    "url_env": _str(nullable=True),
+    "key_prefix": _str(),
+    "on_redis_error": _str(choices=ON_REDIS_ERROR),
+    "retry_interval": _num(gt=0),
+    "socket_timeout": _num(gt=0),
+}
+SECTIONS: Final = (
+    "llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check", "state"
+)
 
 
 def is_http_url(text: str) -> bool:
