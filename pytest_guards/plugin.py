@@ -22,7 +22,16 @@ from pytest_guards.clock import ClockMisuseError, GuardClock
 from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import GuardHarness, open_harness
 from pytest_guards.metrics import MetricsProbe
-from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.network import (
+    INSTALL_HINT,
+    REDIS_INSTALL_HINT,
+    RedisServer,
+    RedisUnavailable,
+    ToxicProxies,
+    ToxiproxyServer,
+    ToxiproxyUnavailable,
+    in_ci,
+)
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     CHECKLIST_ITEMS,
@@ -371,6 +380,25 @@ def toxic_proxy(
         yield proxies
     finally:
         proxies.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """A real redis-server on a free 127.0.0.1 port for the session (each test takes ``new_prefix()``).
+
+    Not installed: the tests skip saying how to install it; under ``CI=true`` they fail instead. A test
+    that stops it must start it again (``redis_server.start()``) before it ends.
+    """
+    try:
+        server = RedisServer(roots=(request.config.rootpath,)).start()
+    except RedisUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"{exc}\n(CI=true: Redis tests must run, not skip; {REDIS_INSTALL_HINT})", pytrace=False)
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 __all__ = ["ClockMisuseError", "option", "verdict_of"]

@@ -8,6 +8,7 @@ Time, sleeps, timeouts and randomness are parameters, so tests run the whole sys
 from __future__ import annotations
 
 import asyncio
+import functools
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.metrics import GuardMetrics
+from fragrance_ai.state import RedisLink, SharedCircuitBreaker, SharedModeController, open_link
 
 __all__ = ["GuardSystem"]
 
@@ -46,6 +48,8 @@ class GuardSystem:
     health_checker: LLMHealthChecker
     clock: Clock
     asleep: AsyncSleepFn = field(default=asyncio.sleep, repr=False)
+    #: the replica's link to the fleet's Redis (``state.backend: redis``), else None
+    state: RedisLink | None = None
     _owned_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     @classmethod
@@ -69,8 +73,20 @@ class GuardSystem:
         atimeout = atimeout if atimeout is not None else asyncio.timeout
         metrics = GuardMetrics(registry, models=config.model_names)
         mc = config.mode_controller
-        mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
-        breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
+        link: RedisLink | None = None
+        if config.state.backend == "redis":
+            # the real monotonic clock differs between hosts: shared durations then use Redis's TIME;
+            # an injected clock (a test's virtual time) drives the scripts too
+            link = open_link(config.state, clock=clock, shared_clock=None if clock is monotonic else clock)
+            link.track(metrics.registry)
+            mode_controller: ModeController = SharedModeController(
+                link, mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock
+            )
+            factory = functools.partial(SharedCircuitBreaker, link=link)
+            breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock, breaker_factory=factory)
+        else:
+            mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
+            breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
         cache: LRUCacheWithTTL[str, BriefResult] | None = None
         if config.cache.enabled:
             cache = LRUCacheWithTTL(
@@ -130,6 +146,7 @@ class GuardSystem:
             health_checker=health,
             clock=clock,
             asleep=asleep if asleep is not None else asyncio.sleep,
+            state=link,
             _owned_client=owned,
         )
 
@@ -165,6 +182,7 @@ class GuardSystem:
                 "stats": self.cache.stats() if self.cache is not None else None,
             },
             "health_check": _pick(settings["health_check"], _HEALTH_KEYS),
+            "state": self.state.status() if self.state is not None else {"backend": "memory"},
             # every effective setting, as check-config prints it, for remote checks against a policy;
             # models show what serves them, never where (a base_url may name internal hosts)
             "settings": {
@@ -181,6 +199,8 @@ class GuardSystem:
             await self._owned_client.aclose()
         if self.cache is not None:
             self.cache.close()
+        if self.state is not None:
+            self.state.close()
 
 
 #: what ``/health/guards`` shows of each section of the config

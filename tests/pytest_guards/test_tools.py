@@ -64,5 +64,5 @@ def test_find_tool_looks_in_the_user_tools_dir(tmp_path: Path, monkeypatch: pyte
 def test_install_tools_is_a_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     executable(tmp_path / "toxiproxy-server")
     assert main(["install-tools", "toxiproxy-server", "--dir", str(tmp_path)]) == 0
-    assert set(TOOLS) == {"toxiproxy-server", "promtool"}
+    assert set(TOOLS) == {"toxiproxy-server", "promtool", "redis-server"}
     assert "install-tools: toxiproxy-server in" in capsys.readouterr().out
