@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.metrics import GuardMetrics
-from fragrance_ai.state import RedisLink, SharedCircuitBreaker, SharedModeController, open_link
+from fragrance_ai.state import RedisLink, SharedCircuitBreaker, SharedLRUCache, SharedModeController, open_link
 
 __all__ = ["GuardSystem"]
 
@@ -88,7 +89,21 @@ class GuardSystem:
             mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
             breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
         cache: LRUCacheWithTTL[str, BriefResult] | None = None
-        if config.cache.enabled:
+        if config.cache.enabled and link is not None:
+            cache = SharedLRUCache(
+                link,
+                encode=_encode_brief,
+                decode=_decode_brief,
+                asleep=asleep if asleep is not None else asyncio.sleep,
+                # a leader's lease must outlast one pass over the longest mode's models
+                lease_seconds=config.json_guard.deadline * max(len(m.models) for m in config.modes.values()),
+                max_size=config.cache.max_size,
+                ttl_seconds=config.cache.ttl_seconds,
+                cleanup_interval=config.cache.cleanup_interval,
+                clock=clock,
+                start_cleanup=start_cleanup,
+            )
+        elif config.cache.enabled:
             cache = LRUCacheWithTTL(
                 max_size=config.cache.max_size,
                 ttl_seconds=config.cache.ttl_seconds,
@@ -210,6 +225,16 @@ _JSON_GUARD_KEYS: Final = (
 )
 _CACHE_KEYS: Final = ("enabled", "max_size", "ttl_seconds", "cleanup_interval")
 _HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")
+
+
+def _encode_brief(result: BriefResult) -> str:
+    """A cached brief as the fleet's cache stores it (only model answers are ever cached)."""
+    return json.dumps({"brief": result.brief, "model": result.model, "mode": result.mode, "attempts": result.attempts})
+
+
+def _decode_brief(text: str) -> BriefResult:
+    data = json.loads(text)
+    return BriefResult(data["brief"], "model", data["model"], data["mode"], data["attempts"])
 
 
 def _pick(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Guard state shared by the replicas of one service through Redis (``state.backend: redis``).
 
-:func:`open_link` connects one replica; :class:`SharedCircuitBreaker` and :class:`SharedModeController`
-are the breaker and the mode on the fleet's state. Nothing here imports redis until a link is opened.
+:func:`open_link` connects one replica; :class:`SharedCircuitBreaker`, :class:`SharedModeController`
+and :class:`SharedLRUCache` are the breaker, the mode and the brief cache on the fleet's state.
+Nothing here imports redis until a link is opened.
 """
 
 from __future__ import annotations
@@ -12,12 +13,14 @@ from fragrance_ai.clock import Clock
 from fragrance_ai.config_state import StateConfig
 from fragrance_ai.state.link import UNAVAILABLE, RedisLink, StateUnavailableError, connect
 from fragrance_ai.state.shared_breaker import SharedCircuitBreaker
+from fragrance_ai.state.shared_cache import SharedLRUCache
 from fragrance_ai.state.shared_mode import SharedModeController
 
 __all__ = [
     "UNAVAILABLE",
     "RedisLink",
     "SharedCircuitBreaker",
+    "SharedLRUCache",
     "SharedModeController",
     "StateUnavailableError",
     "open_link",
