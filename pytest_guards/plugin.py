@@ -384,21 +384,19 @@ def toxic_proxy(
 
 @pytest.fixture(scope="session")
 def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
-    """A real redis-server on a free 127.0.0.1 port for the session (each test takes ``new_prefix()``).
+    """The session's real redis-server on a free 127.0.0.1 port (each test takes ``new_prefix()``).
 
     Not installed: the tests skip saying how to install it; under ``CI=true`` they fail instead. A test
     that stops it must start it again (``redis_server.start()``) before it ends.
     """
     try:
-        server = RedisServer(roots=(request.config.rootpath,)).start()
+        server = request.config.stash[_NETWORK_KEY].redis()  # shared with the replica scenarios
     except RedisUnavailable as exc:
         if in_ci():
             pytest.fail(f"{exc}\n(CI=true: Redis tests must run, not skip; {REDIS_INSTALL_HINT})", pytrace=False)
         pytest.skip(str(exc))
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield server
+    server.start()  # a test that stopped it and failed before starting it again
 
 
 __all__ = ["ClockMisuseError", "option", "verdict_of"]

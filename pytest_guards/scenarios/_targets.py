@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from fragrance_ai.service.system import GuardSystem
     from pytest_guards.network import ToxicProxy
 
-__all__ = ["InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
+__all__ = ["FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
 
 
 @dataclass
@@ -168,6 +168,27 @@ class InProcessTarget(_SystemInThisProcess):
 
     def network(self, model: str, spec: Any) -> None:
         raise RuntimeError("network faults need `requires: [toxiproxy]`")
+
+
+class FleetTarget(InProcessTarget):
+    """Several in-process replicas on one clock and one Redis: replica 1 by default, ``replica(n)`` for the others."""
+
+    name = "fleet"
+
+    def __init__(self, replicas: list[InProcessTarget]) -> None:
+        super().__init__(replicas[0].harness)
+        self.replicas = replicas
+        self._calls_before_set = replicas[0]._calls_before_set  # the models are shared: one call count
+
+    def replica(self, n: int) -> InProcessTarget:
+        """Replica ``n`` (1-based), counting LLM calls with every other replica (they share the models)."""
+        target = self.replicas[n - 1]
+        target._calls_before_set = self._calls_before_set
+        return target
+
+    async def prepare(self) -> None:
+        for target in self.replicas:
+            await target.prepare()
 
 
 class NetworkTarget(_SystemInThisProcess):
