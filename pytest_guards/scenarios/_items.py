@@ -169,7 +169,11 @@ class ScenarioItem(pytest.Item):
                 for model, script in scenario.given_llm.items():
                     llm.set(model, script)
                 targets = [InProcessTarget(h) for h in harnesses]
-                target = targets[0] if len(targets) == 1 else FleetTarget(targets)
+                target: InProcessTarget = targets[0]
+                if len(targets) > 1:
+                    assert isinstance(self.parent, ScenarioFile)
+                    target = fleet = FleetTarget(targets, self.parent.network.redis())
+                    stack.push_async_callback(fleet.aclose)
                 await run_scenario(scenario, target, clock_elapsed=lambda: clock.elapsed, policy=self._policy)
         finally:
             self.virtual_seconds = clock.elapsed

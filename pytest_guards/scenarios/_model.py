@@ -392,8 +392,10 @@ def _check_replicas(data: dict[str, Any], steps: tuple[Step, ...], report: Any) 
     if replicas > 1 and data.get("target", "in_process") != "in_process":
         report(("replicas",), "several replicas run in process only (target: in_process)")
     for step in _walk(steps):
-        if step.kind == "replica" and step.value > replicas:
-            report((*step.path, "replica"), f"replica {step.value}, but the scenario runs {replicas} (replicas: N)")
+        if step.kind in ("replica", "restart") and step.value > replicas:
+            report((*step.path, step.kind), f"replica {step.value}, but the scenario runs {replicas} (replicas: N)")
+        elif step.kind == "redis" and replicas == 1:
+            report((*step.path, step.kind), "stopping Redis needs a fleet: declare replicas: N (N >= 2)")
 
 
 def _walk(steps: tuple[Step, ...]) -> Any:

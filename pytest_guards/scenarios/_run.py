@@ -83,6 +83,8 @@ async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
     for step in steps:
         if step.kind == "replica":
             state.replica = step.value
+        elif step.kind in ("restart", "redis"):
+            await _fleet_step(run, step)
         elif step.kind == "repeat":
             for _ in range(step.value["times"]):
                 await _run_steps(run, step.steps, state)
@@ -138,6 +140,14 @@ def _on(run: _Run, state: _State) -> _Run:
     if at is None:
         raise RuntimeError(f"target {run.target.name} runs one replica; the scenario declares {run.scenario.replicas}")
     return _Run(run.scenario, at(state.replica), run.elapsed, run.policy)
+
+
+async def _fleet_step(run: _Run, step: Step) -> None:
+    """``restart: N`` (a new replica N joins the fleet) or ``redis: down|up`` (the fleet's Redis)."""
+    act = getattr(run.target, "restart" if step.kind == "restart" else "redis", None)
+    if act is None:
+        raise ScenarioFailure(run.scenario, step, [f"target {run.target.name} has no fleet to {step.kind}"])
+    await act(step.value)
 
 
 def _where(run: _Run, state: _State) -> list[str]:

@@ -195,6 +195,10 @@ STEP: dict[str, Any] = {
         _step("parallel", _PARALLEL),
         # the steps after it in this block (expectations too) go to replica N (1-based)
         _step("replica", {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}),
+        # replica N stops and a new one starts in its place (it must join the fleet's state)
+        _step("restart", {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}),
+        # stop or start again the fleet's redis-server (real process; a stopped one loses its data)
+        _step("redis", {"enum": ["down", "up"]}),
     ]
 }
 

@@ -21,7 +21,7 @@ from pytest_guards.metrics import MetricsProbe
 
 if TYPE_CHECKING:
     from fragrance_ai.service.system import GuardSystem
-    from pytest_guards.network import ToxicProxy
+    from pytest_guards.network import RedisServer, ToxicProxy
 
 __all__ = ["FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
 
@@ -175,10 +175,34 @@ class FleetTarget(InProcessTarget):
 
     name = "fleet"
 
-    def __init__(self, replicas: list[InProcessTarget]) -> None:
+    def __init__(self, replicas: list[InProcessTarget], redis: RedisServer) -> None:
         super().__init__(replicas[0].harness)
         self.replicas = replicas
+        self.redis_server = redis
         self._calls_before_set = replicas[0]._calls_before_set  # the models are shared: one call count
+        self._started: list[GuardHarness] = []  # replicas started by restart(), closed by aclose()
+
+    async def restart(self, n: int) -> None:
+        """Stop replica ``n`` and start a new one on the same config, clock and models."""
+        old = self.replicas[n - 1].harness
+        new = GuardHarness.build(old.config, old.clock, old.llm)
+        self._started.append(new)
+        await old.aclose()
+        self.replicas[n - 1] = InProcessTarget(new)
+        if n == 1:
+            self.harness, self.system, self.client, self.metrics = new, new.system, new.client, new.metrics
+
+    async def redis(self, op: str) -> None:
+        """Stop the fleet's redis-server (``down``) or start it again on its port (``up``)."""
+        if op == "down":
+            self.redis_server.stop()
+        else:
+            self.redis_server.start()
+
+    async def aclose(self) -> None:
+        self.redis_server.start()  # a scenario that failed while Redis was down leaves it up for the next
+        for harness in self._started:
+            await harness.aclose()
 
     def replica(self, n: int) -> InProcessTarget:
         """Replica ``n`` (1-based), counting LLM calls with every other replica (they share the models)."""
