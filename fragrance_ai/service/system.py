@@ -228,13 +228,14 @@ _HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")
 
 
 def _encode_brief(result: BriefResult) -> str:
-    """A cached brief as the fleet's cache stores it (only model answers are ever cached)."""
-    return json.dumps({"brief": result.brief, "model": result.model, "mode": result.mode, "attempts": result.attempts})
+    """A brief as the fleet's cache holds it (a fallback only travels to its leader's waiters, never cached)."""
+    data = {"brief": result.brief, "source": result.source, "model": result.model, "mode": result.mode}
+    return json.dumps({**data, "attempts": result.attempts})
 
 
 def _decode_brief(text: str) -> BriefResult:
     data = json.loads(text)
-    return BriefResult(data["brief"], "model", data["model"], data["mode"], data["attempts"])
+    return BriefResult(data["brief"], data["source"], data["model"], data["mode"], data["attempts"])
 
 
 def _pick(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

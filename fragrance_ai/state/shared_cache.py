@@ -42,38 +42,48 @@ end
 local now = now_s(ARGV[1])
 """
 
-#: KEYS: value, lru, lease; ARGV: now, key, holder, lease seconds, lead (1: take the lease on a miss)
-#: -> {'hit', payload} | {'expired' or 'miss', 'lead' | 'wait'}
+#: KEYS: value, lru, lease, landed; ARGV: now, key, holder, lease seconds, lead (1: take the lease on a miss),
+#: the leader this caller waited for ('' if none)
+#: -> {'hit', payload} | {'landed', payload} | {'expired' or 'miss', 'lead' | 'wait' | 'free', leader}
 _GET: Final = _PRELUDE + """
 local v = redis.call('HMGET', KEYS[1], 'p', 'd')
 local how = 'miss'
 if v[1] then
   if tonumber(v[2]) > now then
-    redis.call('ZADD', KEYS[2], now, ARGV[2])
+    redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[2] .. ':seq'), ARGV[2])
     return {'hit', v[1]}
   end
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
   how = 'expired'
 end
+if ARGV[6] ~= '' then
+  local f = redis.call('HMGET', KEYS[4], 'h', 'p')
+  if f[1] == ARGV[6] then return {'landed', f[2]} end
+end
 local l = redis.call('HMGET', KEYS[3], 'h', 'd')
-if l[1] and l[1] ~= ARGV[3] and tonumber(l[2]) > now then return {how, 'wait'} end
-if ARGV[5] ~= '1' then return {how, 'free'} end
+if l[1] and l[1] ~= ARGV[3] and tonumber(l[2]) > now then return {how, 'wait', l[1]} end
+if ARGV[5] ~= '1' then return {how, 'free', ''} end
 redis.call('HSET', KEYS[3], 'h', ARGV[3], 'd', tostring(now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[3], math.ceil(tonumber(ARGV[4]) * 1000) + 1000)
-return {how, 'lead'}
+return {how, 'lead', ARGV[3]}
 """
 
-#: KEYS: value, lru, lease, value prefix; ARGV: now, key, holder, payload (or '' to only release), ttl, max_size
-#: -> {evictions, expirations}
+#: KEYS: value, lru, lease, value prefix, landed; ARGV: now, key, holder, payload (or '' to only release), ttl,
+#: max_size, store (1: cache it; 0: only hand it to this leader's waiters, for a lease's length) -> {evictions, expirations}
 _SET: Final = _PRELUDE + """
 local l = redis.call('HGET', KEYS[3], 'h')
 if (not l) or l == ARGV[3] then redis.call('DEL', KEYS[3]) end
 if ARGV[4] == '' then return {0, 0} end
+if ARGV[7] ~= '1' then
+  redis.call('HSET', KEYS[5], 'h', ARGV[3], 'p', ARGV[4])
+  redis.call('PEXPIRE', KEYS[5], 60000)
+  return {0, 0}
+end
 local ttl = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'p', ARGV[4], 'd', tostring(now + ttl))
 redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000))
-redis.call('ZADD', KEYS[2], now, ARGV[2])
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[2] .. ':seq'), ARGV[2])
 local evicted, expired = 0, 0
 while redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[6]) do
   local oldest = redis.call('ZRANGE', KEYS[2], 0, 0)[1]
@@ -83,6 +93,20 @@ while redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[6]) do
   if d and tonumber(d) > now then evicted = evicted + 1 else expired = expired + 1 end
 end
 return {evicted, expired}
+"""
+
+#: KEYS: lru, value prefix; ARGV: now -> how many expired entries were dropped
+_CLEANUP: Final = _PRELUDE + """
+local dropped = 0
+for _, key in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  local d = redis.call('HGET', KEYS[2] .. key, 'd')
+  if (not d) or tonumber(d) <= now then
+    redis.call('ZREM', KEYS[1], key)
+    redis.call('DEL', KEYS[2] .. key)
+    dropped = dropped + 1
+  end
+end
+return dropped
 """
 
 
@@ -97,7 +121,7 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
     sets caused, ``coalesced`` lookups that waited for another caller's (any replica's) load.
     """
 
-    __slots__ = ("_asleep", "_decode", "_encode", "_get", "_lease_seconds", "_link", "_poll", "_set", "_tag")
+    __slots__ = ("_asleep", "_cleanup", "_decode", "_encode", "_get", "_lease_seconds", "_link", "_poll", "_set", "_tag")
 
     def __init__(
         self,
@@ -120,22 +144,26 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         self._tag = "{" + link.key("cache") + "}"
         self._get = link.script(_GET)
         self._set = link.script(_SET)
+        self._cleanup = link.script(_CLEANUP)
 
     def _keys(self, key: str) -> list[str]:
         tag = self._tag
-        return [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lease:{key}", f"{tag}:v:"]
+        return [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lease:{key}", f"{tag}:v:", f"{tag}:f:{key}"]
 
-    def _lookup(self, key: str, holder: str, lead: bool) -> list[Any] | None:
+    def _lookup(self, key: str, holder: str, lead: bool, leader: str = "") -> list[Any] | None:
         link = self._link
-        keys = self._keys(key)[:3]
-        args: list[str | float] = [link.now_arg(), key, holder, self._lease_seconds, "1" if lead else "0"]
+        k = self._keys(key)
+        keys = [k[0], k[1], k[2], k[4]]
+        args: list[str | float] = [link.now_arg(), key, holder, self._lease_seconds, "1" if lead else "0", leader]
         reply = link.run(lambda client: self._get(keys=keys, args=args, client=client))
         return None if reply is UNAVAILABLE else reply  # type: ignore[return-value]
 
-    def _store(self, key: str, holder: str, payload: str) -> None:
+    def _store(self, key: str, holder: str, payload: str, store: bool = True) -> None:
         link = self._link
         keys = self._keys(key)
-        args: list[str | float] = [link.now_arg(), key, holder, payload, self.ttl_seconds, self.max_size]
+        args: list[str | float] = [
+            link.now_arg(), key, holder, payload, self.ttl_seconds, self.max_size, "1" if store else "0"
+        ]
         reply = link.run(lambda client: self._set(keys=keys, args=args, client=client))
         if reply is not UNAVAILABLE:
             evicted, expired = reply  # type: ignore[misc]
@@ -150,15 +178,21 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         skey = str(key)
         holder = self._link.call_id()
         waited = False
+        leader = ""
         while True:
-            reply = self._lookup(skey, holder, lead=True)
+            reply = self._lookup(skey, holder, lead=True, leader=leader)
             if reply is None:
                 return await super().aget_or_load(key, aloader, detach=detach)
             how, what = _text(reply[0]), _text(reply[1])
             if how == "hit":
+                if waited:  # counted as a miss when it started waiting, as the in-process cache does
+                    return Fetched(self._decode(what), "joined")
                 with self._lock:
                     self.hits += 1
-                return Fetched(self._decode(what), "joined" if waited else "hit")
+                return Fetched(self._decode(what), "hit")
+            if how == "landed":  # the leader we waited for loaded a value it may not cache (a fallback)
+                return Fetched(self._decode(what), "joined")
+            leader = _text(reply[2])
             if not waited:
                 with self._lock:
                     self.misses += 1
@@ -170,7 +204,7 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
                 except BaseException:
                     self._store(skey, holder, "")  # release the lease: a waiter loads instead
                     raise
-                self._store(skey, holder, self._encode(loaded.value) if loaded.store else "")  # type: ignore[arg-type]
+                self._store(skey, holder, self._encode(loaded.value), loaded.store)  # type: ignore[arg-type]
                 return Fetched(loaded.value, "loaded")
             if not waited:
                 waited = True
@@ -197,6 +231,27 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
             super().set(key, value)
             return
         self._store(str(key), self._link.call_id(), self._encode(value))
+
+    def cleanup_expired(self) -> int:
+        """Drop every expired entry of the fleet's cache now (O(size) in Redis); how many."""
+        tag = self._tag
+        keys = [f"{tag}:lru", f"{tag}:v:"]
+        args: list[str | float] = [self._link.now_arg()]
+        reply = self._link.run(lambda client: self._cleanup(keys=keys, args=args, client=client))
+        if isinstance(reply, int):
+            with self._lock:
+                self.expirations += reply
+            return reply
+        return super().cleanup_expired()
+
+    def maybe_cleanup(self) -> int:
+        """``cleanup_expired()`` once ``cleanup_interval`` has passed on this replica's clock."""
+        with self._lock:
+            now = self._clock()
+            if now < self._next_cleanup:
+                return 0
+            self._next_cleanup = now + self.cleanup_interval
+        return self.cleanup_expired()
 
     def clear(self) -> None:
         """Drop every entry of the fleet's cache (and this replica's own)."""
