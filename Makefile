@@ -2,7 +2,7 @@
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
 # make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s)
-# make tools   install promtool and toxiproxy-server into .tools/bin (make test does it; fragrance-ai install-tools),
+# make tools   install promtool, toxiproxy-server and redis-server into .tools/bin (make test does it; fragrance-ai install-tools),
 #              and Debian's chromium for the HTML report's browser test
 
 PYTHON ?= python3
@@ -23,6 +23,7 @@ $(STAMP): pyproject.toml
 tools: $(STAMP)
 	$(BIN)/fragrance-ai install-tools promtool --dir .tools/bin || { test "$$CI" != true && echo "promtool not installed: its tests will skip"; }
 	$(BIN)/fragrance-ai install-tools toxiproxy-server --dir .tools/bin || { test "$$CI" != true && echo "toxiproxy-server not installed: its tests will skip"; }
+	$(BIN)/fragrance-ai install-tools redis-server --dir .tools/bin || { test "$$CI" != true && echo "redis-server not installed: its tests will skip"; }
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; } || { test "$$CI" != true && echo "chromium not installed: the HTML report's browser test will skip (apt-get install -y chromium)"; }
 
 test: $(STAMP) tools lint

@@ -19,7 +19,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-MODULES = ("bench_cache", "bench_breaker", "bench_guard", "bench_service", "bench_scenarios")
+MODULES = ("bench_cache", "bench_breaker", "bench_guard", "bench_service", "bench_scenarios", "bench_redis")
 
 
 def _fmt_ns(ns: float) -> str:

@@ -21,7 +21,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Final
 
-from fragrance_ai.config_merge import ValueSource, leaves, merge_onto_reference, stale_reference_modes
+from fragrance_ai.config_merge import ValueSource, leaves, merge_onto_reference, stale_reference_modes, value_sources
+from fragrance_ai.config_rules import Spec, is_http_url, kind
 from fragrance_ai.config_schema import (
     BACKENDS,
     BREAKER_SECTION_SPEC,
@@ -36,6 +37,7 @@ from fragrance_ai.config_schema import (
     MODES,
     SECTIONS,
     SERVICE_SPEC,
+    STATE_SPEC,
     BreakerSettings,
     CacheConfig,
     CircuitBreakerConfig,
@@ -49,10 +51,8 @@ from fragrance_ai.config_schema import (
     ModeControllerConfig,
     ModelConfig,
     ServiceConfig,
-    Spec,
+    StateConfig,
     deep_merge,
-    is_http_url,
-    kind,
 )
 from fragrance_ai.config_warnings import ConfigWarning, config_warnings
 from fragrance_ai.constants import LOOPBACK_HOST
@@ -208,19 +208,9 @@ def _sources(
 ) -> dict[str, ValueSource]:
     """The source of every leaf of ``config.to_dict()`` (but ``source``)."""
     ref = _reference()
-
-    def of(path: KeyPath) -> ValueSource:
-        if path in origin:
-            if origin[path]:
-                return ValueSource("file", source, lines.get(path))
-            return ValueSource("reference", ref.source, ref.lines.get(path))
-        if path[:2] == ("circuit_breaker", "models") and len(path) == 4:
-            return of(("circuit_breaker", path[3]))  # inherited from the section
-        return ValueSource("default", "", None)
-
     data = config.to_dict()
     del data["source"]
-    return {format_path(path): of(path) for path in leaves(data)}
+    return value_sources(data, origin, lines, source, ref.source, ref.lines)
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -356,6 +346,9 @@ def _validate(
     service = ServiceConfig(**c.fields(c.section(data, (), "service"), ("service",), SERVICE_SPEC, _defaults(ServiceConfig())))
     if 0 < health.probe_interval < 0.05:
         c.error(("health_check", "probe_interval"), f"must be 0 (off) or at least 0.05 seconds, found {health.probe_interval!r}")
+    state = StateConfig(**c.fields(c.section(data, (), "state"), ("state",), STATE_SPEC, _defaults(StateConfig())))
+    if not state.url.startswith(("redis://", "rediss://", "unix://")):
+        c.error(("state", "url"), f"must be a redis://, rediss:// or unix:// URL, found {state.url!r}")
 
     if c.issues:
         raise ConfigError(sorted(c.issues, key=lambda i: i.line or 0))
@@ -369,6 +362,7 @@ def _validate(
         mode_controller=mode_controller,
         health_check=health,
         service=service,
+        state=state,
         raw=MappingProxyType(copy.deepcopy(data)),
     )
 

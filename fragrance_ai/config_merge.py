@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from fragrance_ai.yaml_positions import KeyPath
+from fragrance_ai.yaml_positions import KeyPath, format_path
 
-__all__ = ["ValueSource", "leaves", "merge_onto_reference", "stale_reference_modes"]
+__all__ = ["ValueSource", "leaves", "merge_onto_reference", "stale_reference_modes", "value_sources"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +124,25 @@ def stale_reference_modes(
     else:
         message = f"the reference modes use {used}; your llm.models defines {defined}: write modes: for your models"
     return message, stale
+
+
+def value_sources(
+    effective: Mapping[str, Any],
+    origin: Mapping[KeyPath, bool],
+    lines: Mapping[KeyPath, int],
+    source: str,
+    reference_source: str,
+    reference_lines: Mapping[KeyPath, int],
+) -> dict[str, ValueSource]:
+    """Where every leaf of the ``effective`` settings came from: the loaded file, the reference, or a default."""
+
+    def of(path: KeyPath) -> ValueSource:
+        if path in origin:
+            if origin[path]:
+                return ValueSource("file", source, lines.get(path))
+            return ValueSource("reference", reference_source, reference_lines.get(path))
+        if path[:2] == ("circuit_breaker", "models") and len(path) == 4:
+            return of(("circuit_breaker", path[3]))  # inherited from the section
+        return ValueSource("default", "", None)
+
+    return {format_path(path): of(path) for path in leaves(effective)}

@@ -13,19 +13,21 @@ the package: it must not import any guard or the service, read files, or touch t
 from __future__ import annotations
 
 import copy
-import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit, urlunsplit
 
+from fragrance_ai.config_rules import Spec, bool_rule, int_rule, num_rule, str_rule
+from fragrance_ai.config_state import ON_REDIS_ERROR, STATE_BACKENDS, StateConfig
 from fragrance_ai.constants import DEFAULT_MODE, MODES
 
 __all__ = [
     "BACKENDS",
     "MODES",
     "SECTIONS",
+    "STATE_BACKENDS",
     "BreakerSettings",
     "CacheConfig",
     "CircuitBreakerConfig",
@@ -39,9 +41,8 @@ __all__ = [
     "ModeControllerConfig",
     "ModelConfig",
     "ServiceConfig",
+    "StateConfig",
     "deep_merge",
-    "is_http_url",
-    "kind",
     "redact_url",
 ]
 
@@ -236,6 +237,7 @@ class Config:
     mode_controller: ModeControllerConfig
     health_check: HealthCheckConfig
     service: ServiceConfig = field(default_factory=ServiceConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     #: the effective data (the file merged onto the reference), for deep-merging overrides onto it
     raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
@@ -293,6 +295,7 @@ class Config:
             "cache": _asdict(self.cache),
             "health_check": _asdict(self.health_check),
             "service": _asdict(self.service),
+            "state": {**_asdict(self.state), "url": redact_url(self.state.url) if redact else self.state.url},
         }
 
 
@@ -321,172 +324,78 @@ def deep_merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, 
     return base
 
 
-# ---------------------------------------------------------------------------------------- the rules
-
-
-Spec = Callable[[Any], tuple[Any, str | None]]
-
-
-def kind(value: Any) -> str:
-    """How a value reads in an error message: ``a string ('x')``, ``a list``, ``null``."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return f"a boolean ({str(value).lower()})"
-    if isinstance(value, (int, float)):
-        return f"a number ({value!r})"
-    if isinstance(value, str):
-        return f"a string ({value!r})"
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return type(value).__name__
-
-
-def _bool() -> Spec:
-    def rule(v: Any) -> tuple[Any, str | None]:
-        return (v, None) if isinstance(v, bool) else (None, f"expected true or false, found {kind(v)}")
-
-    return rule
-
-
-def _int(lo: int | None = None, hi: int | None = None) -> Spec:
-    def rule(v: Any) -> tuple[Any, str | None]:
-        if isinstance(v, bool) or not isinstance(v, int):
-            return None, f"expected an integer, found {kind(v)}"
-        if lo is not None and v < lo:
-            return None, f"must be >= {lo}, found {v}"
-        if hi is not None and v > hi:
-            return None, f"must be <= {hi}, found {v}"
-        return v, None
-
-    return rule
-
-
-def _num(
-    *, gt: float | None = None, ge: float | None = None, le: float | None = None, desc: str | None = None
-) -> Spec:
-    def rule(v: Any) -> tuple[Any, str | None]:
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            return None, f"expected a number, found {kind(v)}"
-        try:
-            f = float(v)
-        except OverflowError:
-            return None, f"must be a finite number, found an integer of {len(str(v))} digits"
-        bad = (
-            math.isnan(f)
-            or math.isinf(f)
-            or (gt is not None and f <= gt)
-            or (ge is not None and f < ge)
-            or (le is not None and f > le)
-        )
-        if bad:
-            if desc:
-                want = desc
-            else:
-                parts = []
-                if gt is not None:
-                    parts.append(f"> {gt:g}")
-                if ge is not None:
-                    parts.append(f">= {ge:g}")
-                if le is not None:
-                    parts.append(f"<= {le:g}")
-                want = "a finite number " + " and ".join(parts) if parts else "a finite number"
-            return None, f"must be {want}, found {v!r}"
-        return v, None  # keep ints as ints: "timeout: 60" prints as 60s, not 60.0s
-
-    return rule
-
-
-def _str(*, choices: tuple[str, ...] | None = None, nullable: bool = False, nonempty: bool = True) -> Spec:
-    def rule(v: Any) -> tuple[Any, str | None]:
-        if v is None and nullable:
-            return None, None
-        if not isinstance(v, str):
-            return None, f"expected a string, found {kind(v)}"
-        if choices is not None and v not in choices:
-            return None, f"must be one of {', '.join(choices)}; found {v!r}"
-        if nonempty and not v.strip():
-            return None, "must not be empty"
-        return v, None
-
-    return rule
+# ------------------------------------------------------------------------- every key and its rule (config_rules)
 
 
 MODEL_SPEC: Final[dict[str, Spec]] = {
-    "backend": _str(choices=BACKENDS),
-    "model_id": _str(),
-    "base_url": _str(nullable=True),
-    "api_key_env": _str(nullable=True),
-    "timeout": _num(gt=0),
-    "connect_timeout": _num(gt=0),
+    "backend": str_rule(choices=BACKENDS),
+    "model_id": str_rule(),
+    "base_url": str_rule(nullable=True),
+    "api_key_env": str_rule(nullable=True),
+    "timeout": num_rule(gt=0),
+    "connect_timeout": num_rule(gt=0),
 }
 MODE_SPEC: Final[dict[str, Spec]] = {
-    "temperature": _num(ge=0, le=2),
-    "top_p": _num(gt=0, le=1),
-    "max_tokens": _int(lo=1),
+    "temperature": num_rule(ge=0, le=2),
+    "top_p": num_rule(gt=0, le=1),
+    "max_tokens": int_rule(lo=1),
 }
 MODE_CONTROLLER_SPEC: Final[dict[str, Spec]] = {
-    "initial_mode": _str(choices=MODES),
-    "upshift_quiet_period": _num(gt=0),
+    "initial_mode": str_rule(choices=MODES),
+    "upshift_quiet_period": num_rule(gt=0),
 }
 JSON_GUARD_SPEC: Final[dict[str, Spec]] = {
-    "enabled": _bool(),
-    "max_retries": _int(lo=0, hi=20),
-    "backoff_base": _num(ge=0),
-    "jitter": _num(ge=0),
-    "backoff_max": _num(ge=0),
-    "deadline": _num(gt=0),
-    "fallback_enabled": _bool(),
-    "strict_schema": _bool(),
-    "max_input_bytes": _int(lo=1),
-    "max_depth": _int(lo=1, hi=512),  # deeper risks a RecursionError inside json/jsonschema (the guard refuses it too)
-    "max_reported_errors": _int(lo=1),
+    "enabled": bool_rule(),
+    "max_retries": int_rule(lo=0, hi=20),
+    "backoff_base": num_rule(ge=0),
+    "jitter": num_rule(ge=0),
+    "backoff_max": num_rule(ge=0),
+    "deadline": num_rule(gt=0),
+    "fallback_enabled": bool_rule(),
+    "strict_schema": bool_rule(),
+    "max_input_bytes": int_rule(lo=1),
+    "max_depth": int_rule(lo=1, hi=512),  # deeper risks a RecursionError inside json/jsonschema (the guard refuses it too)
+    "max_reported_errors": int_rule(lo=1),
 }
 BREAKER_SPEC: Final[dict[str, Spec]] = {
-    "failure_threshold": _num(gt=0, le=1, desc="in (0, 1]"),
-    "success_threshold": _int(lo=1),
-    "timeout": _num(gt=0),
-    "half_open_requests": _int(lo=1),
-    "window_size": _int(lo=1, hi=10_000),
-    "minimum_calls": _int(lo=1),
+    "failure_threshold": num_rule(gt=0, le=1, desc="in (0, 1]"),
+    "success_threshold": int_rule(lo=1),
+    "timeout": num_rule(gt=0),
+    "half_open_requests": int_rule(lo=1),
+    "window_size": int_rule(lo=1, hi=10_000),
+    "minimum_calls": int_rule(lo=1),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
-    "enabled": _bool(),
-    "auto_downshift": _bool(),
+    "enabled": bool_rule(),
+    "auto_downshift": bool_rule(),
     **BREAKER_SPEC,
 }
 CACHE_SPEC: Final[dict[str, Spec]] = {
-    "enabled": _bool(),
-    "type": _str(choices=("lru_ttl",)),
-    "max_size": _int(lo=1),
-    "ttl_seconds": _num(gt=0),
-    "cleanup_interval": _num(gt=0),
-    "eviction_policy": _str(choices=("lru",)),
+    "enabled": bool_rule(),
+    "type": str_rule(choices=("lru_ttl",)),
+    "max_size": int_rule(lo=1),
+    "ttl_seconds": num_rule(gt=0),
+    "cleanup_interval": num_rule(gt=0),
+    "eviction_policy": str_rule(choices=("lru",)),
 }
 HEALTH_SPEC: Final[dict[str, Spec]] = {
-    "timeout": _num(gt=0),
-    "cache_seconds": _num(ge=0),
-    "prompt": _str(),
-    "probe_interval": _num(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
+    "timeout": num_rule(gt=0),
+    "cache_seconds": num_rule(ge=0),
+    "prompt": str_rule(),
+    "probe_interval": num_rule(ge=0),  # 0 (off) or at least 0.05 s: checked below, so a typo cannot spin the loop
 }
 SERVICE_SPEC: Final[dict[str, Spec]] = {
-    "max_body_bytes": _int(lo=1024, hi=16 * 1024 * 1024),
+    "max_body_bytes": int_rule(lo=1024, hi=16 * 1024 * 1024),
+}
+STATE_SPEC: Final[dict[str, Spec]] = {
+    "backend": str_rule(choices=STATE_BACKENDS),
+    "url": str_rule(),  # redis://, rediss:// or unix://: checked by the loader
+    "url_env": str_rule(nullable=True),
+    "key_prefix": str_rule(),
+    "on_redis_error": str_rule(choices=ON_REDIS_ERROR),
+    "retry_interval": num_rule(gt=0),
+    "socket_timeout": num_rule(gt=0),
 }
 SECTIONS: Final = (
-    "llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check", "service",
+    "llm", "modes", "mode_controller", "json_guard", "circuit_breaker", "cache", "health_check", "service", "state",
 )
-
-
-def is_http_url(text: str) -> bool:
-    """An http(s) URL with a host and a valid port, as httpx will parse it."""
-    import httpx  # only here: the loader must stay importable without the service's dependencies
-
-    if not re.match(r"https?://[^/\s]+", text):
-        return False
-    try:
-        url = httpx.URL(text)
-    except Exception:  # noqa: BLE001 - httpx raises several types for a malformed URL
-        return False
-    return bool(url.host) and (url.port is None or 0 < url.port < 65536)

@@ -8,6 +8,7 @@ run of every environment that installs the package, so it must not import toxipr
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from collections.abc import AsyncIterator, Generator, Iterator
@@ -22,7 +23,16 @@ from pytest_guards.clock import ClockMisuseError, GuardClock
 from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import GuardHarness, open_harness
 from pytest_guards.metrics import MetricsProbe
-from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.network import (
+    INSTALL_HINT,
+    REDIS_INSTALL_HINT,
+    RedisServer,
+    RedisUnavailable,
+    ToxicProxies,
+    ToxiproxyServer,
+    ToxiproxyUnavailable,
+    in_ci,
+)
 from pytest_guards.report import write_html
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
@@ -47,6 +57,8 @@ _CONFIG_KEY = pytest.StashKey[SessionConfig]()
 _STRICT_KEY = pytest.StashKey[bool]()
 _VERDICT_KEY = pytest.StashKey[Verdict]()
 _NETWORK_KEY = pytest.StashKey[NetworkResources]()
+#: the user property that carries a scenario's result from an xdist worker to its controller
+_RESULT_PROPERTY = "guards_scenario_result"
 _IDS_KEY = pytest.StashKey[dict[str, Path]]()
 _POLICY_KEY = pytest.StashKey[Policy]()
 
@@ -132,6 +144,7 @@ def pytest_configure(config: pytest.Config) -> None:
         items=tuple(config.getoption("guards_item", default=None) or ()),
         policy=policy,
     )
+    config.pluginmanager.register(_WorkerResults(config), "guards-xdist-results")
     if option(config, "guards_checklist") and str(CHECKLIST_DIR) not in config.args:
         config.args.append(str(CHECKLIST_DIR))
     config.stash[_NETWORK_KEY] = NetworkResources(
@@ -241,11 +254,28 @@ def _record_scenario(item: pytest.Item, report: pytest.TestReport, call: pytest.
             item.timeline.to_dict() if item.timeline is not None else None,
         )
     verdict.record(result)
+    # under pytest-xdist the controller rebuilds the verdict from the reports workers send it
+    report.user_properties.append((_RESULT_PROPERTY, dataclasses.asdict(result)))
+
+
+class _WorkerResults:
+    """On a pytest-xdist controller: record the scenario results its workers send (a serial run records them itself)."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "node", None) is None:
+            return  # not a report from an xdist worker
+        verdict = self.config.stash.get(_VERDICT_KEY, None)
+        for name, value in report.user_properties:
+            if name == _RESULT_PROPERTY and isinstance(value, dict) and verdict is not None:
+                verdict.record(ScenarioResult(**value))
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     verdict = config.stash.get(_VERDICT_KEY, None)
-    if verdict is None or not verdict.ran:
+    if verdict is None or not verdict.ran or hasattr(config, "workerinput"):
         return
     terminalreporter.section("production guards checklist")
     for line in verdict.lines():
@@ -254,8 +284,8 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     verdict = session.config.stash.get(_VERDICT_KEY, None)
-    if verdict is None:
-        return
+    if verdict is None or hasattr(session.config, "workerinput"):
+        return  # an xdist worker holds part of the verdict: its controller judges the whole
     report = option(session.config, "guards_report")
     if report:
         verdict.write(Path(session.config.invocation_params.dir) / report)
@@ -380,6 +410,23 @@ def toxic_proxy(
         yield proxies
     finally:
         proxies.close()
+
+
+@pytest.fixture(scope="session")
+def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
+    """The session's real redis-server on a free 127.0.0.1 port (each test takes ``new_prefix()``).
+
+    Not installed: the tests skip saying how to install it; under ``CI=true`` they fail instead. A test
+    that stops it must start it again (``redis_server.start()``) before it ends.
+    """
+    try:
+        server = request.config.stash[_NETWORK_KEY].redis()  # shared with the replica scenarios
+    except RedisUnavailable as exc:
+        if in_ci():
+            pytest.fail(f"{exc}\n(CI=true: Redis tests must run, not skip; {REDIS_INSTALL_HINT})", pytrace=False)
+        pytest.skip(str(exc))
+    yield server
+    server.start()  # a test that stopped it and failed before starting it again
 
 
 __all__ = ["ClockMisuseError", "option", "verdict_of"]

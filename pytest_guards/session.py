@@ -1,4 +1,4 @@
-"""What one pytest session shares: the config under test and the network resources (Toxiproxy, fake LLM server).
+"""What one pytest session shares: the config under test and the network resources (Toxiproxy, fake LLM server, Redis).
 
 The config under test is loaded once, when first needed.
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fragrance_ai.config_loader import Config, ConfigError, load_config
-from pytest_guards.network import ToxiproxyServer, ToxiproxyUnavailable, open_server
+from pytest_guards.network import RedisServer, RedisUnavailable, ToxiproxyServer, ToxiproxyUnavailable, open_server
 
 if TYPE_CHECKING:
     from pytest_guards.faults import FakeLLMServer
@@ -64,7 +64,9 @@ class NetworkResources:
         self.models = models
         self.server: ToxiproxyServer | None = None
         self.fake: FakeLLMServer | None = None
+        self.redis_server: RedisServer | None = None
         self._unavailable: str | None = None
+        self._redis_unavailable: str | None = None
 
     def toxiproxy(self) -> ToxiproxyServer:
         """The Toxiproxy server (raises ToxiproxyUnavailable, every time, when there is none)."""
@@ -87,6 +89,18 @@ class NetworkResources:
             self.fake = FakeLLMServer(self.models()).start()
         return self.fake
 
+    def redis(self) -> RedisServer:
+        """The session's redis-server, started on first use (raises RedisUnavailable, every time, when there is none)."""
+        if self._redis_unavailable is not None:
+            raise RedisUnavailable(self._redis_unavailable)
+        if self.redis_server is None:
+            try:
+                self.redis_server = RedisServer(roots=tuple(self.roots)).start()
+            except RedisUnavailable as exc:
+                self._redis_unavailable = str(exc)
+                raise
+        return self.redis_server
+
     def get(self) -> tuple[ToxiproxyServer, FakeLLMServer]:
         return self.toxiproxy(), self.fake_server()
 
@@ -95,4 +109,6 @@ class NetworkResources:
             self.fake.stop()
         if self.server is not None:
             self.server.close()
-        self.server = self.fake = None
+        if self.redis_server is not None:
+            self.redis_server.stop()
+        self.server = self.fake = self.redis_server = None

@@ -419,6 +419,7 @@ class LLMCircuitBreakerManager:
         *,
         clock: Clock | None = None,
         metrics_listeners: Iterable[BreakerListener] = (),
+        breaker_factory: Callable[..., CircuitBreaker] = CircuitBreaker,  # takes CircuitBreaker's arguments
     ) -> None:
         if config is None:
             from fragrance_ai.config_loader import get_config
@@ -435,7 +436,7 @@ class LLMCircuitBreakerManager:
         self.mode_controller: ModeController = mode_controller
         listeners: list[BreakerListener] = [self._on_transition, *metrics_listeners]
         self.breakers: dict[str, CircuitBreaker] = {
-            model: CircuitBreaker(
+            model: breaker_factory(
                 s.failure_threshold,
                 s.success_threshold,
                 s.timeout,

@@ -8,6 +8,8 @@ Time, sleeps, timeouts and randomness are parameters, so tests run the whole sys
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.metrics import GuardMetrics
+from fragrance_ai.state import RedisLink, SharedCircuitBreaker, SharedLRUCache, SharedModeController, open_link
 
 __all__ = ["GuardSystem"]
 
@@ -46,6 +49,8 @@ class GuardSystem:
     health_checker: LLMHealthChecker
     clock: Clock
     asleep: AsyncSleepFn = field(default=asyncio.sleep, repr=False)
+    #: the replica's link to the fleet's Redis (``state.backend: redis``), else None
+    state: RedisLink | None = None
     _owned_client: httpx.AsyncClient | None = field(default=None, repr=False)
 
     @classmethod
@@ -69,10 +74,36 @@ class GuardSystem:
         atimeout = atimeout if atimeout is not None else asyncio.timeout
         metrics = GuardMetrics(registry, models=config.model_names)
         mc = config.mode_controller
-        mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
-        breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
+        link: RedisLink | None = None
+        if config.state.backend == "redis":
+            # the real monotonic clock differs between hosts: shared durations then use Redis's TIME;
+            # an injected clock (a test's virtual time) drives the scripts too
+            link = open_link(config.state, clock=clock, shared_clock=None if clock is monotonic else clock)
+            link.track(metrics.registry)
+            mode_controller: ModeController = SharedModeController(
+                link, mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock
+            )
+            factory = functools.partial(SharedCircuitBreaker, link=link)
+            breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock, breaker_factory=factory)
+        else:
+            mode_controller = ModeController(mc.initial_mode, upshift_quiet_period=mc.upshift_quiet_period, clock=clock)
+            breakers = LLMCircuitBreakerManager(config, mode_controller, clock=clock)
         cache: LRUCacheWithTTL[str, BriefResult] | None = None
-        if config.cache.enabled:
+        if config.cache.enabled and link is not None:
+            cache = SharedLRUCache(
+                link,
+                encode=_encode_brief,
+                decode=_decode_brief,
+                asleep=asleep if asleep is not None else asyncio.sleep,
+                # a leader's lease must outlast one pass over the longest mode's models
+                lease_seconds=config.json_guard.deadline * max(len(m.models) for m in config.modes.values()),
+                max_size=config.cache.max_size,
+                ttl_seconds=config.cache.ttl_seconds,
+                cleanup_interval=config.cache.cleanup_interval,
+                clock=clock,
+                start_cleanup=start_cleanup,
+            )
+        elif config.cache.enabled:
             cache = LRUCacheWithTTL(
                 max_size=config.cache.max_size,
                 ttl_seconds=config.cache.ttl_seconds,
@@ -130,6 +161,7 @@ class GuardSystem:
             health_checker=health,
             clock=clock,
             asleep=asleep if asleep is not None else asyncio.sleep,
+            state=link,
             _owned_client=owned,
         )
 
@@ -165,6 +197,7 @@ class GuardSystem:
                 "stats": self.cache.stats() if self.cache is not None else None,
             },
             "health_check": _pick(settings["health_check"], _HEALTH_KEYS),
+            "state": self.state.status() if self.state is not None else {"backend": "memory"},
             # every effective setting, as check-config prints it, for remote checks against a policy;
             # models show what serves them, never where (a base_url may name internal hosts)
             "settings": {
@@ -181,6 +214,8 @@ class GuardSystem:
             await self._owned_client.aclose()
         if self.cache is not None:
             self.cache.close()
+        if self.state is not None:
+            self.state.close()
 
 
 #: what ``/health/guards`` shows of each section of the config
@@ -190,6 +225,17 @@ _JSON_GUARD_KEYS: Final = (
 )
 _CACHE_KEYS: Final = ("enabled", "max_size", "ttl_seconds", "cleanup_interval")
 _HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")
+
+
+def _encode_brief(result: BriefResult) -> str:
+    """A brief as the fleet's cache holds it (a fallback only travels to its leader's waiters, never cached)."""
+    data = {"brief": result.brief, "source": result.source, "model": result.model, "mode": result.mode}
+    return json.dumps({**data, "attempts": result.attempts})
+
+
+def _decode_brief(text: str) -> BriefResult:
+    data = json.loads(text)
+    return BriefResult(data["brief"], data["source"], data["model"], data["mode"], data["attempts"])
 
 
 def _pick(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_guards.network._loopback import HOST
+from pytest_guards.network._redis_server import REDIS_INSTALL_HINT, RedisServer, RedisUnavailable
 from pytest_guards.network._toxic_proxies import Direction, ToxicProxies, ToxicProxy
 from pytest_guards.network._toxiproxy_server import (
     BINARY_NAME,
@@ -31,9 +32,12 @@ __all__ = [
     "BINARY_NAME",
     "HOST",
     "INSTALL_HINT",
+    "REDIS_INSTALL_HINT",
     "Direction",
     "LiveService",
     "LoopbackServer",
+    "RedisServer",
+    "RedisUnavailable",
     "ToxicProxies",
     "ToxicProxy",
     "ToxiproxyError",

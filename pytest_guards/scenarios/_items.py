@@ -20,11 +20,19 @@ from fragrance_ai.config_loader import Config, ConfigError
 from pytest_guards.clock import GuardClock
 from pytest_guards.faults import FaultyLLM, UnmatchedRequestError
 from pytest_guards.harness import open_harness
-from pytest_guards.network import INSTALL_HINT, ToxicProxies, ToxiproxyServer, ToxiproxyUnavailable, in_ci
+from pytest_guards.network import (
+    INSTALL_HINT,
+    REDIS_INSTALL_HINT,
+    RedisUnavailable,
+    ToxicProxies,
+    ToxiproxyServer,
+    ToxiproxyUnavailable,
+    in_ci,
+)
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario, resolve_scenario
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario, unreachable
-from pytest_guards.scenarios._targets import InProcessTarget, LiveTarget, NetworkTarget
+from pytest_guards.scenarios._targets import FleetTarget, InProcessTarget, LiveTarget, NetworkTarget
 from pytest_guards.scenarios._timeline import Timeline
 from pytest_guards.session import NetworkResources
 
@@ -148,23 +156,32 @@ class ScenarioItem(pytest.Item):
                 [f"given.llm.{m} (line {scenario.line_of(('given', 'llm', m))}): no model {m!r} is configured "
                  f"(configured: {', '.join(config.model_names)})" for m in unknown],
             )
+        config = self._on_session_redis(config, scenario)
         clock = GuardClock().start()
         llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
         llm.start()
         try:
             async with contextlib.AsyncExitStack() as stack:
                 try:
-                    harness = await stack.enter_async_context(open_harness(config, clock=clock, llm=llm))
+                    harnesses = [
+                        await stack.enter_async_context(open_harness(config, clock=clock, llm=llm))
+                        for _ in range(scenario.replicas)
+                    ]
                 except (ValueError, MemoryError) as exc:  # a setting the loader accepts but a guard refuses
                     raise ScenarioFailure(scenario, None, [f"the system cannot be built from this config: {exc}"]) from None
                 if scenario.given_mode:
-                    harness.mode_controller.set_mode(scenario.given_mode)
+                    harnesses[0].mode_controller.set_mode(scenario.given_mode)
                 for model, script in scenario.given_llm.items():
                     llm.set(model, script)
+                targets = [InProcessTarget(h) for h in harnesses]
+                target: InProcessTarget = targets[0]
+                if len(targets) > 1:
+                    assert isinstance(self.parent, ScenarioFile)
+                    target = fleet = FleetTarget(targets, self.parent.network.redis())
+                    stack.push_async_callback(fleet.aclose)
                 self.timeline = Timeline(lambda: clock.elapsed, kind="virtual", file=str(scenario.file))
                 await run_scenario(
-                    scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, policy=self._policy,
-                    timeline=self.timeline,
+                    scenario, target, clock_elapsed=lambda: clock.elapsed, policy=self._policy, timeline=self.timeline
                 )
         finally:
             self.virtual_seconds = clock.elapsed
@@ -174,6 +191,24 @@ class ScenarioItem(pytest.Item):
             llm.check()
         except UnmatchedRequestError as exc:
             raise ScenarioFailure(scenario, None, [str(exc)]) from None
+
+    def _on_session_redis(self, config: Config, scenario: Scenario) -> Config:
+        """With several replicas or a Redis backend: the config on the session's redis-server, under a fresh prefix.
+
+        The config's own ``state.url`` names the service's Redis, not one a test may write to.
+        """
+        if scenario.replicas == 1 and config.state.backend != "redis":
+            return config
+        parent = self.parent
+        assert isinstance(parent, ScenarioFile)
+        try:
+            server = parent.network.redis()
+        except RedisUnavailable as exc:
+            if in_ci():
+                pytest.fail(f"{exc}\n(CI=true: Redis scenarios must run, not skip; {REDIS_INSTALL_HINT})", pytrace=False)
+            pytest.skip(str(exc))
+        state = {"backend": "redis", "url": server.url, "url_env": None, "key_prefix": server.new_prefix(scenario.id)}
+        return config.with_overrides({"state": state}, source=config.source)
 
     @property
     def _policy(self) -> Policy | None:

@@ -102,6 +102,8 @@ class Scenario:
     file: Path
     line: int
     positions: dict[KeyPath, Position] = field(repr=False)
+    #: systems sharing one Redis and one clock (1: the usual single system)
+    replicas: int = 1
     #: ``${config:...}`` expressions by where they are written, and the file's data they sit in
     expressions: dict[KeyPath, ConfigExpression] = field(default_factory=dict, repr=False)
     data: dict[str, Any] = field(default_factory=dict, repr=False)
@@ -152,6 +154,7 @@ def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario
     if data.get("target", "in_process") in ("live", "both"):
         _check_live(data, steps, report)
     _check_time(data, steps, report)
+    _check_replicas(data, steps, report)
     if problems:
         raise ScenarioFileError(name, problems)
     scenario = _scenario(data, path, steps, scripts, positions)
@@ -254,6 +257,7 @@ def _scenario(
         file=path,
         line=positions.get(("id",), Position(1, 1)).line,
         positions=positions,
+        replicas=data.get("replicas", 1),
     )
 
 
@@ -380,6 +384,18 @@ def _check_patterns(value: Any, path: KeyPath, report: Any) -> None:
     elif isinstance(value, list):
         for index, item in enumerate(value):
             _check_patterns(item, (*path, index), report)
+
+
+def _check_replicas(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
+    """A ``replica: N`` step names one of the scenario's replicas; replicas run in process only."""
+    replicas = data.get("replicas", 1)
+    if replicas > 1 and data.get("target", "in_process") != "in_process":
+        report(("replicas",), "several replicas run in process only (target: in_process)")
+    for step in _walk(steps):
+        if step.kind in ("replica", "restart") and step.value > replicas:
+            report((*step.path, step.kind), f"replica {step.value}, but the scenario runs {replicas} (replicas: N)")
+        elif step.kind == "redis" and replicas == 1:
+            report((*step.path, step.kind), "stopping Redis needs a fleet: declare replicas: N (N >= 2)")
 
 
 def _walk(steps: tuple[Step, ...]) -> Any:

@@ -56,6 +56,8 @@ class ScenarioFailure(AssertionError):
 
 @dataclass
 class _State:
+    #: the replica the steps go to (1-based; ``replica: N`` moves it)
+    replica: int = 1
     last_response: Response | None = None
     last_health: Response | None = None
     briefs: int = 0
@@ -96,27 +98,39 @@ async def run_scenario(
 
 async def _run_steps(run: _Run, steps: tuple[Step, ...], state: _State) -> None:
     for step in steps:
-        if step.kind == "repeat":
+        if step.kind == "replica":
+            state.replica = step.value
+        elif step.kind in ("restart", "redis"):
+            await _fleet_step(run, step)
+        elif step.kind == "repeat":
             for _ in range(step.value["times"]):
                 await _run_steps(run, step.steps, state)
         elif step.kind == "parallel":
             await _run_parallel(run, step, state)
         elif step.kind == "expect":
-            failures = await _expect(run, step, state)
-            if run.timeline is not None:
-                await run.timeline.record(run.target, step, step.line)
-            if failures:
-                raise ScenarioFailure(run.scenario, step, failures)
+            await _run_expect(run, step, state)
         else:
-            try:
-                await _act(step, run.target, state)
-            except ScenarioFailure:
-                raise
-            except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
-                problem = f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"
-                raise ScenarioFailure(run.scenario, step, [problem], inconclusive=unreachable(exc)) from None
-            if run.timeline is not None:
-                await run.timeline.record(run.target, step, step.line, state.last_response)
+            await _run_action(run, step, state)
+
+
+async def _run_expect(run: _Run, step: Step, state: _State) -> None:
+    failures = await _expect(_on(run, state), step, state)
+    if run.timeline is not None:
+        await run.timeline.record(run.target, step, step.line)
+    if failures:
+        raise ScenarioFailure(run.scenario, step, [*failures, *_where(run, state)])
+
+
+async def _run_action(run: _Run, step: Step, state: _State) -> None:
+    try:
+        await _act(step, _on(run, state).target, state)
+    except ScenarioFailure:
+        raise
+    except (httpx.HTTPError, RuntimeError, KeyError, ValueError) as exc:
+        problem = f"step {step.kind!r} could not run: {type(exc).__name__}: {exc}"
+        raise ScenarioFailure(run.scenario, step, [problem], inconclusive=unreachable(exc)) from None
+    if run.timeline is not None:
+        await run.timeline.record(run.target, step, step.line, state.last_response)
 
 
 async def _run_parallel(run: _Run, step: Step, state: _State) -> None:
@@ -125,7 +139,12 @@ async def _run_parallel(run: _Run, step: Step, state: _State) -> None:
     Copies interleave wherever they wait (a request, a virtual latency), as concurrent clients do; each
     has its own last response, and the first failure cancels its siblings.
     """
-    copies = [_State(briefs=state.briefs) for _ in range(step.value["times"])]
+    spread = step.value.get("across_replicas", False)
+    replicas = run.scenario.replicas
+    copies = [
+        _State(replica=(index % replicas) + 1 if spread else state.replica, briefs=state.briefs)
+        for index in range(step.value["times"])
+    ]
     try:
         async with asyncio.TaskGroup() as group:
             for index, copy_state in enumerate(copies):
@@ -140,6 +159,28 @@ async def _run_parallel(run: _Run, step: Step, state: _State) -> None:
     health = [c for c in copies if c.last_health is not None]
     if health:
         state.last_health = health[-1].last_health
+
+
+def _on(run: _Run, state: _State) -> _Run:
+    """The run as the state's replica sees it (the run itself with one replica)."""
+    if run.scenario.replicas == 1:
+        return run
+    at = getattr(run.target, "replica", None)
+    if at is None:
+        raise RuntimeError(f"target {run.target.name} runs one replica; the scenario declares {run.scenario.replicas}")
+    return _Run(run.scenario, at(state.replica), run.elapsed, run.policy)
+
+
+async def _fleet_step(run: _Run, step: Step) -> None:
+    """``restart: N`` (a new replica N joins the fleet) or ``redis: down|up`` (the fleet's Redis)."""
+    act = getattr(run.target, "restart" if step.kind == "restart" else "redis", None)
+    if act is None:
+        raise ScenarioFailure(run.scenario, step, [f"target {run.target.name} has no fleet to {step.kind}"])
+    await act(step.value)
+
+
+def _where(run: _Run, state: _State) -> list[str]:
+    return [f"(on replica {state.replica} of {run.scenario.replicas})"] if run.scenario.replicas > 1 else []
 
 
 # -------------------------------------------------------------------------------------------- actions

@@ -147,6 +147,15 @@ _REPEAT: Final = {
 }
 
 
+#: ``parallel`` may spread its copies over the replicas (copy i on replica i mod N + 1)
+_PARALLEL: Final = {
+    **_REPEAT,
+    "properties": {**_REPEAT["properties"], "across_replicas": {"type": "boolean"}},  # type: ignore[dict-item]
+}
+#: the most replicas a scenario may run (each is a whole system in one process)
+MAX_REPLICAS: Final = 8
+
+
 def _step(key: str, value: Any) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "required": [key], "properties": {key: value}}
 
@@ -183,7 +192,13 @@ STEP: dict[str, Any] = {
         _step("cache", {"enum": ["cleanup", "clear"]}),
         _step("expect", _EXPECT),
         _step("repeat", _REPEAT),
-        _step("parallel", _REPEAT),
+        _step("parallel", _PARALLEL),
+        # the steps after it in this block (expectations too) go to replica N (1-based)
+        _step("replica", {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}),
+        # replica N stops and a new one starts in its place (it must join the fleet's state)
+        _step("restart", {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS}),
+        # stop or start again the fleet's redis-server (real process; a stopped one loses its data)
+        _step("redis", {"enum": ["down", "up"]}),
     ]
 }
 
@@ -210,6 +225,8 @@ SCENARIO_SCHEMA: Final[dict[str, Any]] = {
         },
         "target": {"enum": list(TARGETS)},
         "requires": {"type": "array", "items": {"enum": list(REQUIREMENTS)}, "uniqueItems": True},
+        # N systems on one virtual clock sharing one Redis (state.backend: redis) and the same models
+        "replicas": {"type": "integer", "minimum": 1, "maximum": MAX_REPLICAS},
         "config": {"type": "object"},
         "given": {
             "type": "object",

@@ -21,9 +21,9 @@ from pytest_guards.metrics import MetricsProbe
 
 if TYPE_CHECKING:
     from fragrance_ai.service.system import GuardSystem
-    from pytest_guards.network import ToxicProxy
+    from pytest_guards.network import RedisServer, ToxicProxy
 
-__all__ = ["InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
+__all__ = ["FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
 
 
 @dataclass
@@ -180,6 +180,51 @@ class InProcessTarget(_SystemInThisProcess):
 
     def network(self, model: str, spec: Any) -> None:
         raise RuntimeError("network faults need `requires: [toxiproxy]`")
+
+
+class FleetTarget(InProcessTarget):
+    """Several in-process replicas on one clock and one Redis: replica 1 by default, ``replica(n)`` for the others."""
+
+    name = "fleet"
+
+    def __init__(self, replicas: list[InProcessTarget], redis: RedisServer) -> None:
+        super().__init__(replicas[0].harness)
+        self.replicas = replicas
+        self.redis_server = redis
+        self._calls_before_set = replicas[0]._calls_before_set  # the models are shared: one call count
+        self._started: list[GuardHarness] = []  # replicas started by restart(), closed by aclose()
+
+    async def restart(self, n: int) -> None:
+        """Stop replica ``n`` and start a new one on the same config, clock and models."""
+        old = self.replicas[n - 1].harness
+        new = GuardHarness.build(old.config, old.clock, old.llm)
+        self._started.append(new)
+        await old.aclose()
+        self.replicas[n - 1] = InProcessTarget(new)
+        if n == 1:
+            self.harness, self.system, self.client, self.metrics = new, new.system, new.client, new.metrics
+
+    async def redis(self, op: str) -> None:
+        """Stop the fleet's redis-server (``down``) or start it again on its port (``up``)."""
+        if op == "down":
+            self.redis_server.stop()
+        else:
+            self.redis_server.start()
+
+    async def aclose(self) -> None:
+        self.redis_server.start()  # a scenario that failed while Redis was down leaves it up for the next
+        for harness in self._started:
+            await harness.aclose()
+
+    def replica(self, n: int) -> InProcessTarget:
+        """Replica ``n`` (1-based), counting LLM calls with every other replica (they share the models)."""
+        target = self.replicas[n - 1]
+        target._calls_before_set = self._calls_before_set
+        return target
+
+    async def prepare(self) -> None:
+        for target in self.replicas:
+            await target.prepare()
 
 
 class NetworkTarget(_SystemInThisProcess):

@@ -21,7 +21,11 @@ from typing import Final, TextIO
 __all__ = ["INSTALL_COMMAND", "TOOLS", "find_tool", "install_command", "install_tools", "user_tools_dir"]
 
 #: each tool, and the script that installs it
-TOOLS: Final = {"toxiproxy-server": "install_toxiproxy.sh", "promtool": "install_promtool.sh"}
+TOOLS: Final = {
+    "toxiproxy-server": "install_toxiproxy.sh",
+    "promtool": "install_promtool.sh",
+    "redis-server": "install_redis.sh",
+}
 INSTALL_COMMAND: Final = "fragrance-ai install-tools"
 _SCRIPTS: Final = Path(__file__).resolve().parent
 _INSTALL_TIMEOUT_S: Final = 900.0

@@ -25,6 +25,7 @@ BOTTOM: dict[str, set[str]] = {
     "fragrance_ai.yaml_positions": set(),
     "fragrance_ai.config_merge": {"fragrance_ai.yaml_positions"},
     "fragrance_ai.metrics": {"fragrance_ai.constants"},
+    "fragrance_ai.config_state": set(),
 }
 #: nothing below the service imports it
 TOP = "fragrance_ai.service"

@@ -23,7 +23,7 @@ def test_the_user_tools_dir_follows_the_environment(tmp_path: Path) -> None:
 def test_an_unknown_tool_is_a_usage_mistake(tmp_path: Path) -> None:
     err = io.StringIO()
     assert install_tools(["toxiproxy"], tmp_path, io.StringIO(), err) == 2
-    assert "unknown tool toxiproxy; known: toxiproxy-server, promtool" in err.getvalue()
+    assert "unknown tool toxiproxy; known: toxiproxy-server, promtool, redis-server" in err.getvalue()
 
 
 def executable(path: Path, script: str = "exit 0\n") -> Path:
@@ -64,5 +64,5 @@ def test_find_tool_looks_in_the_user_tools_dir(tmp_path: Path, monkeypatch: pyte
 def test_install_tools_is_a_subcommand(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     executable(tmp_path / "toxiproxy-server")
     assert main(["install-tools", "toxiproxy-server", "--dir", str(tmp_path)]) == 0
-    assert set(TOOLS) == {"toxiproxy-server", "promtool"}
+    assert set(TOOLS) == {"toxiproxy-server", "promtool", "redis-server"}
     assert "install-tools: toxiproxy-server in" in capsys.readouterr().out
