@@ -40,32 +40,46 @@ def clip(text: str, limit: int = CLIP) -> str:
 
 
 _FIRST_OPEN: Final = re.compile(r"[\[{]")
-# One token per match: an opener, a closer, or a whole string literal (group 3 is its closing quote,
-# absent when unterminated). Possessive quantifiers and disjoint alternatives: no backtracking, so the
+# One token per match: an opener, a closer, or a run of everything else with whole string literals in it
+# (so 100,000 strings in an array are one token); group 3 is a quote that opens an unterminated string.
+# Possessive quantifiers and alternatives told apart by their first character: no backtracking, so the
 # scan is linear in the text.
-_TOKEN: Final = re.compile(r'([\[{])|([\]}])|"(?:[^"\\]++|\\.)*+(")?', re.DOTALL)
+_TOKEN: Final = re.compile(r'([\[{])|([\]}])|(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")++|(")', re.DOTALL)
 
 
-def scan(text: str, start: int, max_depth: int) -> str | Rejection:
-    """From the opener at ``start``, return the text up to its matching closer, or reject if too deep."""
+def scan(text: str, start: int, max_depth: int, max_containers: int | None = None) -> str | Rejection:
+    """From the opener at ``start``, return the text up to its matching closer, or reject if too deep.
+
+    ``max_containers`` (the most arrays and objects the schema allows, if it bounds them) stops the scan
+    as soon as the value holds more: a hostile answer of 300,000 ``{}`` costs what 4 of them do.
+    """
     depth = 0
+    openers = 0
+    most = max_containers if max_containers is not None else len(text)
     for token in _TOKEN.finditer(text, start):
         kind = token.lastindex
         if kind == 1:
             depth += 1
+            openers += 1
             if depth > max_depth:
                 return Rejection("too_deep", f"JSON is nested deeper than max_depth={max_depth}")
+            if openers > most and openers > max_depth:  # deep nesting is reported as too deep
+                return Rejection(
+                    "schema_violation",
+                    f"does not match the schema: more than {most} arrays or objects, the most it allows",
+                    (f"$: more than {most} arrays or objects, the most the schema allows",),
+                )
         elif kind == 2:
             depth -= 1
             if depth == 0:
                 return text[start : token.end()]
-        elif kind is None:  # unterminated string: nothing after it is structure
+        elif kind == 3:  # unterminated string: nothing after it is structure
             break
     # Unbalanced: hand the rest to the parser, whose error says what is missing; depth is known safe.
     return text[start:]
 
 
-def extract(text: str, max_depth: int) -> tuple[str, bool] | Rejection:
+def extract(text: str, max_depth: int, max_containers: int | None = None) -> tuple[str, bool] | Rejection:
     """Find one JSON value in ``text``; the flag is False when no ``{``/``[`` was found (a bare scalar?)."""
     stripped = text.strip()
     if stripped:
@@ -75,7 +89,7 @@ def extract(text: str, max_depth: int) -> tuple[str, bool] | Rejection:
             # so the usual small answer skips the token scan entirely.
             if stripped.count("{") + stripped.count("[") <= max_depth:
                 return stripped, True
-            found = scan(stripped, 0, max_depth)
+            found = scan(stripped, 0, max_depth, max_containers)
             return found if isinstance(found, Rejection) else (found, True)
     # Prefer the first fenced code block (```json ... ```), else the first opener anywhere.
     fence = text.find("```")
@@ -84,5 +98,5 @@ def extract(text: str, max_depth: int) -> tuple[str, bool] | Rejection:
         match = _FIRST_OPEN.search(text)
     if match is None:
         return stripped, False
-    found = scan(text, match.start(), max_depth)
+    found = scan(text, match.start(), max_depth, max_containers)
     return found if isinstance(found, Rejection) else (found, True)
