@@ -260,12 +260,12 @@ class JSONHardGuard:
         regenerate: AsyncRegenerate | None = None,
         use_fallback: bool = True,
     ) -> GuardResult:
-        """Async twin of :meth:`guard`: awaits ``regenerate`` and sleeps with ``asleep``."""
+        """Async twin of :meth:`guard`: awaits ``regenerate``, sleeps with ``asleep``, judges a large answer off the loop."""
         with self.start(schema, fallback, can_reask=regenerate is not None, use_fallback=use_fallback) as run:
-            verdict = run.judge(llm_output)
+            verdict = await run.ajudge(llm_output)
             while not verdict.done:
                 await run.asleep(verdict.delay)
-                verdict = run.judge(await _aask(cast(AsyncRegenerate, regenerate), run.begin_reask()))
+                verdict = await run.ajudge(await _aask(cast(AsyncRegenerate, regenerate), run.begin_reask()))
             return verdict.unwrap()
 
     def fallback(

@@ -12,7 +12,7 @@ from typing import Final
 
 from fragrance_ai.constants import Reason
 
-__all__ = ["CLIP", "Rejection", "clip", "extract", "scan"]
+__all__ = ["CLIP", "Rejection", "clip", "extract", "over_structure", "scan"]
 
 #: how much of an answer or a message a log line or an error keeps (characters)
 CLIP: Final = 200
@@ -39,12 +39,47 @@ def clip(text: str, limit: int = CLIP) -> str:
     return f"{text[:limit]}... ({len(text):,} chars)"
 
 
+#: below this many characters after the first opener, scanning is cheaper than counting members first
+_PRECHECK_CHARS: Final = 8192
 _FIRST_OPEN: Final = re.compile(r"[\[{]")
 # One token per match: an opener, a closer, or a run of everything else with whole string literals in it
 # (so 100,000 strings in an array are one token); group 3 is a quote that opens an unterminated string.
 # Possessive quantifiers and alternatives told apart by their first character: no backtracking, so the
 # scan is linear in the text.
 _TOKEN: Final = re.compile(r'([\[{])|([\]}])|(?:[^"\[\]{}]++|"(?:[^"\\]++|\\.)*+")++|(")', re.DOTALL)
+
+# Each match runs to the next structural "[", "{" or "," (group 1), skipping whole string literals, or stops
+# at a quote that opens an unterminated string (group 2). Linear, and the caller stops after a few matches.
+_STRUCTURAL: Final = re.compile(r'(?:[^"\[{,]++|"(?:[^"\\]++|\\.)*+")*+(?:([\[{,])|("))', re.DOTALL)
+
+
+def over_structure(
+    candidate: str, start: int, structure: tuple[int, int], *, scan_decides_containers: bool = False
+) -> Rejection | None:
+    """A rejection when ``candidate`` holds more arrays/objects or members than any valid instance can.
+
+    Counts structural openers and commas (n members need n - 1 commas in their container) and stops at the
+    first count over its bound, so a hostile answer costs what its first few dozen tokens do.
+    """
+    containers, members = structure
+    found_containers = found_commas = 0
+    for match in _STRUCTURAL.finditer(candidate, start):
+        token = match.group(1)
+        if token is None:  # an unterminated string: the parser will say so
+            return None
+        if token == ",":
+            found_commas += 1
+            if found_commas > members:
+                line = f"$: more than {members} members (array items and properties), the most the schema allows"
+                return Rejection("schema_violation", "does not match the schema: " + line, (line,))
+        else:
+            found_containers += 1
+            if found_containers > containers and scan_decides_containers:
+                return None  # the scan stops there too, and tells too deep from too many
+            if found_containers > containers:
+                line = f"$: more than {containers} arrays or objects, the most the schema allows"
+                return Rejection("schema_violation", "does not match the schema: " + line, (line,))
+    return None
 
 
 def scan(text: str, start: int, max_depth: int, max_containers: int | None = None) -> str | Rejection:
@@ -79,8 +114,14 @@ def scan(text: str, start: int, max_depth: int, max_containers: int | None = Non
     return text[start:]
 
 
-def extract(text: str, max_depth: int, max_containers: int | None = None) -> tuple[str, bool] | Rejection:
-    """Find one JSON value in ``text``; the flag is False when no ``{``/``[`` was found (a bare scalar?)."""
+def extract(
+    text: str, max_depth: int, max_containers: int | None = None, max_members: int | None = None
+) -> tuple[str, bool] | Rejection:
+    """Find one JSON value in ``text``; the flag is False when no ``{``/``[`` was found (a bare scalar?).
+
+    ``max_containers`` and ``max_members`` are what the schema allows at most, if it bounds them: a value
+    holding more is rejected while it is looked for, before the scan walks all of it.
+    """
     stripped = text.strip()
     if stripped:
         first, last = stripped[0], stripped[-1]
@@ -98,5 +139,10 @@ def extract(text: str, max_depth: int, max_containers: int | None = None) -> tup
         match = _FIRST_OPEN.search(text)
     if match is None:
         return stripped, False
+    if max_members is not None and len(text) - match.start() > _PRECHECK_CHARS:
+        # nesting is left to the scan (too deep wins over too many), so only members are counted here
+        over = over_structure(text, match.start(), (max_depth, max_members), scan_decides_containers=True)
+        if over is not None:
+            return over
     found = scan(text, match.start(), max_depth, max_containers)
     return found if isinstance(found, Rejection) else (found, True)

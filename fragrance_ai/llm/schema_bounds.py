@@ -97,7 +97,7 @@ def _literal_counts(value: object) -> tuple[int, int]:
     return 1 + sum(c for c, _ in inner), len(inner) + sum(m for _, m in inner)
 
 
-def structure_bound(schema: object) -> tuple[int, int] | None:  # noqa: C901 - one branch per type
+def structure_bound(schema: object) -> tuple[int, int] | None:
     """``(containers, members)`` at most in any valid instance, or None when the schema does not bound them.
 
     Containers are arrays and objects; members are array items and object properties. A JSON text with

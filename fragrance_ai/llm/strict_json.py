@@ -27,7 +27,7 @@ from jsonschema.exceptions import SchemaError
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from fragrance_ai.constants import Reason
-from fragrance_ai.llm.json_extract import Rejection, clip, extract
+from fragrance_ai.llm.json_extract import Rejection, clip, extract, over_structure
 from fragrance_ai.llm.schema_bounds import oversized, structure_bound
 
 __all__ = ["MAX_DEPTH_CEILING", "CompiledSchema", "compile_schema", "judge", "strict_loads"]
@@ -41,9 +41,6 @@ _ERROR_COUNT_CAP: Final = 1000
 #: Above this many characters a JSON text is first counted against the structure the schema allows
 #: (arrays, objects, members), so an answer that cannot be valid is never parsed; below it, parsing is cheaper.
 STRUCTURE_CHECK_CHARS: Final = 8192
-# Each match runs to the next structural "[", "{" or "," (group 1), skipping whole string literals, or stops
-# at a quote that opens an unterminated string (group 2). Linear, and the caller stops after a few matches.
-_STRUCTURAL: Final = re.compile(r'(?:[^"\[{,]++|"(?:[^"\\]++|\\.)*+")*+(?:([\[{,])|("))', re.DOTALL)
 
 
 class _Reject(Exception):
@@ -120,7 +117,7 @@ def _compiled_validator(schema: Mapping[str, Any] | bool) -> Any:
     not take): the reference validator then decides alone, slower but the same verdicts.
     """
     try:
-        return jsonschema_rs.validator_for(schema, validate_formats=False, retriever=_refuse_remote)
+        return jsonschema_rs.validator_for(schema, validate_formats=False, retriever=_refuse_remote)  # type: ignore[arg-type]  # any Mapping works
     except (ValueError, TypeError):  # jsonschema_rs.ValidationError is a ValueError
         return None
 
@@ -212,34 +209,28 @@ def compile_schema(schema: Mapping[str, Any] | bool | CompiledSchema) -> Compile
     return CompiledSchema(schema, cls(schema), _compiled_validator(schema))
 
 
-def _over_structure(candidate: str, structure: tuple[int, int]) -> Rejection | None:
-    """A rejection when ``candidate`` holds more arrays/objects or members than any valid instance can.
-
-    Counts structural openers and commas (n members need n - 1 commas in their container) and stops at the
-    first count over its bound, so a hostile answer costs what its first few dozen tokens do.
-    """
-    containers, members = structure
-    found_containers = found_commas = 0
-    for match in _STRUCTURAL.finditer(candidate):
-        token = match.group(1)
-        if token is None:  # an unterminated string: the parser will say so
-            return None
-        if token == ",":
-            found_commas += 1
-            if found_commas > members:
-                line = f"$: more than {members} members (array items and properties), the most the schema allows"
-                return Rejection("schema_violation", "does not match the schema: " + line, (line,))
-        else:
-            found_containers += 1
-            if found_containers > containers:
-                line = f"$: more than {containers} arrays or objects, the most the schema allows"
-                return Rejection("schema_violation", "does not match the schema: " + line, (line,))
-    return None
-
-
 def _rs_path(parts: Any) -> str:
     """jsonschema-rs's instance path as the JSON path ``jsonschema`` would print (``$.notes[0]``)."""
     return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _find(text: str, compiled: CompiledSchema, max_input_bytes: int, max_depth: int) -> tuple[str, bool] | Rejection:
+    """The JSON text to parse, once the size, the nesting and the structure the schema allows say it may be valid."""
+    limit = max_input_bytes
+    size = len(text)
+    # Characters <= UTF-8 bytes <= 4 * characters: only encode when the cheap bounds disagree.
+    if size > limit or (size * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
+        return Rejection("too_large", f"the answer is over max_input_bytes={limit:,} ({size:,} characters)")
+    structure = compiled.structure
+    found = extract(text, max_depth, *(structure if structure is not None else (None, None)))
+    if isinstance(found, Rejection):
+        return found
+    candidate, bracketed = found
+    if bracketed and structure is not None and len(candidate) > STRUCTURE_CHECK_CHARS:
+        over = over_structure(candidate, 0, structure)
+        if over is not None:
+            return over
+    return found
 
 
 def judge(
@@ -248,22 +239,10 @@ def judge(
     """The parsed value if ``text`` is acceptable, else a :class:`Rejection` saying why."""
     if not isinstance(text, str):
         return Rejection("no_json_found", f"expected the answer as a str, got {type(text).__name__}")
-    limit = max_input_bytes
-    size = len(text)
-    # Characters <= UTF-8 bytes <= 4 * characters: only encode when the cheap bounds disagree.
-    if size > limit or (size * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
-        return Rejection(
-            "too_large", f"the answer is over max_input_bytes={limit:,} ({size:,} characters)"
-        )
-    structure = compiled.structure
-    found = extract(text, max_depth, structure[0] if structure is not None else None)
+    found = _find(text, compiled, max_input_bytes, max_depth)
     if isinstance(found, Rejection):
         return found
     candidate, bracketed = found
-    if bracketed and structure is not None and len(candidate) > STRUCTURE_CHECK_CHARS:
-        over = _over_structure(candidate, structure)
-        if over is not None:
-            return over
     try:
         candidate.encode("utf-8")
     except UnicodeEncodeError:

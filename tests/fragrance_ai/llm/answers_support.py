@@ -53,7 +53,8 @@ def _fill(text: Any, room: int) -> tuple[str, int]:
     if isinstance(text, str) and "{i}" not in text:
         size = len(text.encode("utf-8"))
         return text * max(room // size, 0), room % size
-    copies, index = [], 0
+    copies: list[str] = []
+    index = 0
     while True:
         copy = _copy(text, index)
         size = len(copy.encode("utf-8"))
