@@ -32,6 +32,7 @@ snippets: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/checklist_snippets.sh
 
 bench: $(STAMP)
+	bash scripts/install_hey.sh .tools/bin
 	$(BIN)/python benchmarks/run.py
 
 lint: $(STAMP)
