@@ -59,9 +59,10 @@ def _server(factory: str, workers: int = 1) -> Iterator[str]:
                 with urllib.request.urlopen(request, timeout=2) as response:
                     if response.status == 200:
                         break
-            except OSError:
+            except OSError as exc:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{factory} did not start: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}")
+                    err = proc.stderr.read().decode()[-500:] if proc.stderr else ""
+                    raise RuntimeError(f"{factory} did not start: {err}") from exc
                 time.sleep(0.1)  # real time: waiting for a real server to bind
         yield url
     finally:
