@@ -54,7 +54,8 @@ def _worst_hostile(guard: JSONHardGuard) -> dict[str, Any]:
     schema = guard.compile(BRIEF_SCHEMA)
     worst_ns, worst_name = 0.0, ""
     for case in load_corpus(guard.max_input_bytes):
-        ns = min(timeit.repeat(lambda c=case: guard.guard(c.answer, schema), number=1, repeat=3)) * 1e9
+        answer: str = case.answer
+        ns = min(timeit.repeat(lambda: guard.guard(answer, schema), number=1, repeat=3)) * 1e9  # noqa: B023 - called at once
         if ns > worst_ns:
             worst_ns, worst_name = ns, case.name
     return {"name": f"guard worst hostile answer ({worst_name[:30]})", "ours_ns": worst_ns, "anchor_ns": 50e6,
