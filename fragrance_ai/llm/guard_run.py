@@ -244,7 +244,9 @@ class GuardRun:
     async def ajudge(self, answer: object) -> Verdict:
         """Async twin of :meth:`judge`: an answer over ``OFFLOAD_CHARS`` is judged in a worker thread."""
         if isinstance(answer, str) and len(answer) > OFFLOAD_CHARS:
-            return self._apply(answer, await asyncio.to_thread(self._outcome, answer))
+            # one worker thread per guard: the loop then competes for the GIL with one judge, not with many
+            outcome = await asyncio.get_running_loop().run_in_executor(self._guard._offload(), self._outcome, answer)
+            return self._apply(answer, outcome)
         return self._apply(answer, self._outcome(answer))
 
     def _outcome(self, answer: object) -> Any:
