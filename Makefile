@@ -36,6 +36,7 @@ snippets: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash scripts/checklist_snippets.sh
 
 bench: $(STAMP)
+	bash scripts/install_hey.sh .tools/bin
 	$(BIN)/python benchmarks/run.py
 
 load: $(STAMP)

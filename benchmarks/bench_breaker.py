@@ -51,7 +51,7 @@ def run(number: int | None = None) -> list[dict[str, Any]]:
             "call_closed",
             _best_ns("ours.call(f)", ns, closed_n),
             _best_ns("anchor.call(f)", ns, closed_n),
-            "<= 0.5",
+            "<= 0.35",
         )
     )
 

@@ -19,7 +19,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-MODULES = ("bench_cache", "bench_breaker", "bench_guard", "bench_service", "bench_scenarios", "bench_redis")
+MODULES = (
+    "bench_cache", "bench_breaker", "bench_guard", "bench_service", "bench_service_load", "bench_scenarios", "bench_redis",
+)
 
 
 def _fmt_ns(ns: float) -> str:
@@ -38,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.disable(logging.CRITICAL)  # guards log transitions and fallbacks; not part of the measurement
     rows: list[dict[str, Any]] = []
     print(f"# {platform.python_implementation()} {platform.python_version()} on {platform.machine()}")
-    print(f"{'benchmark':<36} {'ours':>12} {'anchor':>12} {'ratio':>7}  goal")
+    print(f"{'benchmark':<44} {'ours':>12} {'anchor':>12} {'ratio':>7}  goal")
     for name in MODULES:
         path = HERE / f"{name}.py"
         if not path.exists():
@@ -48,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         for row in module.run(number):
             rows.append(row)
             print(
-                f"{row['name']:<36} {_fmt_ns(row['ours_ns']):>12} {_fmt_ns(row['anchor_ns']):>12} "
+                f"{row['name']:<44} {_fmt_ns(row['ours_ns']):>12} {_fmt_ns(row['anchor_ns']):>12} "
                 f"{row['ratio']:7.3f}  {row['goal']}",
                 flush=True,
             )

@@ -240,7 +240,7 @@ class LLMEnsemble:
             return outcome, None, 0
         answers, conversation = 1, request
         with self.guard.start(self.schema, can_reask=True, use_fallback=False) as run:
-            verdict = run.judge(text)
+            verdict = await run.ajudge(text)
             while not verdict.done:
                 await run.asleep(verdict.delay)
                 # the re-ask carries the rejected answer and why it was rejected
@@ -249,7 +249,7 @@ class LLMEnsemble:
                 if reply is None:
                     return outcome, None, answers
                 answers, text = answers + 1, reply
-                verdict = run.judge(text)
+                verdict = await run.ajudge(text)
             if verdict.result is None:
                 return "invalid_response", None, answers
             return "ok", verdict.result, verdict.result.attempts

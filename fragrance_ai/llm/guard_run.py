@@ -11,6 +11,7 @@ functions), call the model, or log a fallback above WARNING.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_FALLBACK",
     "MISSING",
+    "OFFLOAD_CHARS",
     "AttemptError",
     "GuardResult",
     "GuardRun",
@@ -38,6 +40,11 @@ __all__ = [
     "default_fallback",
     "feedback_for",
 ]
+
+#: Answers longer than this (characters) are judged in a worker thread by :meth:`GuardRun.ajudge`: a
+#: megabyte takes milliseconds to parse, and the event loop must not stall its other requests meanwhile;
+#: below it, judging costs less than the hop to a thread.
+OFFLOAD_CHARS: Final = 32_768
 
 # log lines keep the guard's logger name: operators filter on fragrance_ai.llm.guards
 logger = logging.getLogger("fragrance_ai.llm.guards")
@@ -232,18 +239,33 @@ class GuardRun:
 
     def judge(self, answer: object) -> Verdict:
         """Judge the first answer, or the reply to the last re-ask."""
+        return self._apply(answer, self._outcome(answer))
+
+    async def ajudge(self, answer: object) -> Verdict:
+        """Async twin of :meth:`judge`: an answer over ``OFFLOAD_CHARS`` is judged in a worker thread."""
+        if isinstance(answer, str) and len(answer) > OFFLOAD_CHARS:
+            # one worker thread per guard: the loop then competes for the GIL with one judge, not with many
+            outcome = await asyncio.get_running_loop().run_in_executor(self._guard._offload(), self._outcome, answer)
+            return self._apply(answer, outcome)
+        return self._apply(answer, self._outcome(answer))
+
+    def _outcome(self, answer: object) -> Any:
+        """The parsed value or a :class:`Rejection` (pure: safe in a worker thread)."""
         if self._closed:
             raise RuntimeError("this guard run is over; start a new one")
         guard, compiled = self._guard, self._compiled
         first = self._judged == 0
         self._judged += 1
-        verdict = guard._judge(answer, compiled) if first else guard._judge_reply(answer, compiled)
+        return guard._judge(answer, compiled) if first else guard._judge_reply(answer, compiled)
+
+    def _apply(self, answer: object, verdict: Any) -> Verdict:
+        """Turn a judged outcome into the run's next step (on the caller's thread)."""
         if not isinstance(verdict, Rejection):
             result = GuardResult(verdict, "model", self._reasks + 1, tuple(self._errors))
             return self._end(Verdict(result), "model", "accepted")
         error = AttemptError(self._reasks + 1, verdict.reason, verdict.message, verdict.details)
         self._errors.append(error)
-        guard._log_rejection(error, answer)
+        self._guard._log_rejection(error, answer)
         if error.reason != "regenerate_error":  # the model never saw a failed re-ask's feedback
             self._feedback = feedback_for(error)
         return self._next(error)

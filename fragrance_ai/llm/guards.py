@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Final, cast
 
 from fragrance_ai.clock import AsyncSleepFn, Clock, SleepFn, monotonic
@@ -171,6 +172,7 @@ class JSONHardGuard:
         self.deadline_stop = stop_after_delay(self.deadline)
 
         self._lock = threading.Lock()
+        self._executor: ThreadPoolExecutor | None = None
         self._schemas: dict[int, CompiledSchema] = {}
         self.requests_total = 0
         self.parse_failures: dict[str, int] = dict.fromkeys(REASONS, 0)
@@ -260,12 +262,12 @@ class JSONHardGuard:
         regenerate: AsyncRegenerate | None = None,
         use_fallback: bool = True,
     ) -> GuardResult:
-        """Async twin of :meth:`guard`: awaits ``regenerate`` and sleeps with ``asleep``."""
+        """Async twin of :meth:`guard`: awaits ``regenerate``, sleeps with ``asleep``, judges a large answer off the loop."""
         with self.start(schema, fallback, can_reask=regenerate is not None, use_fallback=use_fallback) as run:
-            verdict = run.judge(llm_output)
+            verdict = await run.ajudge(llm_output)
             while not verdict.done:
                 await run.asleep(verdict.delay)
-                verdict = run.judge(await _aask(cast(AsyncRegenerate, regenerate), run.begin_reask()))
+                verdict = await run.ajudge(await _aask(cast(AsyncRegenerate, regenerate), run.begin_reask()))
             return verdict.unwrap()
 
     def fallback(
@@ -320,6 +322,13 @@ class JSONHardGuard:
                 self._schemas.pop(next(iter(self._schemas)), None)
             self._schemas[id(schema)] = compiled
         return compiled
+
+    def _offload(self) -> ThreadPoolExecutor:
+        """The one worker thread that judges large answers off the event loop (made on first use)."""
+        with self._lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="json-guard")
+            return self._executor
 
     def _judge(self, text: object, compiled: CompiledSchema) -> Any:
         """The parsed value if ``text`` is acceptable, else a :class:`Rejection` saying why."""

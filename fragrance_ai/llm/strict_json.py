@@ -2,7 +2,10 @@
 
 :func:`judge` takes one answer and returns the parsed value, or a :class:`~fragrance_ai.llm.json_extract.Rejection`
 saying why not (too large, too deep, no JSON, invalid JSON, duplicate key, NaN, a lone surrogate, or a
-schema violation). :func:`compile_schema` checks a schema once and builds its validator once.
+schema violation). :func:`compile_schema` checks a schema once and builds its validators once: a compiled
+one (jsonschema-rs) that decides, and the reference one (``jsonschema``) that explains a rejection, after
+:mod:`~fragrance_ai.llm.schema_bounds` has reported any size over a bound the schema states (so a hostile
+answer is explained in time bounded by the schema, not by the answer).
 
 Pure and stateless per call (a compiled schema caches validated fallbacks under its own lock): it must
 not re-ask, sleep, read the clock, count or log; those belong to the guard.
@@ -19,11 +22,13 @@ from collections.abc import Mapping
 from itertools import islice
 from typing import Any, Final
 
+import jsonschema_rs
 from jsonschema.exceptions import SchemaError
 from jsonschema.validators import Draft202012Validator, validator_for
 
 from fragrance_ai.constants import Reason
-from fragrance_ai.llm.json_extract import Rejection, clip, extract
+from fragrance_ai.llm.json_extract import Rejection, clip, extract, over_structure
+from fragrance_ai.llm.schema_bounds import oversized, structure_bound
 
 __all__ = ["MAX_DEPTH_CEILING", "CompiledSchema", "compile_schema", "judge", "strict_loads"]
 
@@ -33,6 +38,9 @@ MAX_DEPTH_CEILING: Final = 512
 _FALLBACK_CACHE_SIZE: Final = 8
 #: Schema errors are counted up to this many; beyond it the feedback says "at least N more".
 _ERROR_COUNT_CAP: Final = 1000
+#: Above this many characters a JSON text is first counted against the structure the schema allows
+#: (arrays, objects, members), so an answer that cannot be valid is never parsed; below it, parsing is cheaper.
+STRUCTURE_CHECK_CHARS: Final = 8192
 
 
 class _Reject(Exception):
@@ -98,27 +106,63 @@ def strict_loads(text: str) -> Any:
     return _DECODER.decode(text)
 
 
+def _refuse_remote(uri: str) -> Any:
+    raise ValueError(f"{uri}: the guard never fetches a schema over the network")
+
+
+def _compiled_validator(schema: Mapping[str, Any] | bool) -> Any:
+    """jsonschema-rs's validator for ``schema`` (formats as annotations, as ``jsonschema`` treats them), or None.
+
+    None when jsonschema-rs cannot build it (a ``$ref`` to a remote document, a regex dialect it does
+    not take): the reference validator then decides alone, slower but the same verdicts.
+    """
+    try:
+        return jsonschema_rs.validator_for(schema, validate_formats=False, retriever=_refuse_remote)  # type: ignore[arg-type]  # any Mapping works
+    except (ValueError, TypeError):  # jsonschema_rs.ValidationError is a ValueError
+        return None
+
+
 class CompiledSchema:
-    """A schema checked once and its validator built once, reusable for every call (thread-safe)."""
+    """A schema checked once and its validators built once, reusable for every call (thread-safe)."""
 
-    __slots__ = ("_fallbacks", "_lock", "schema", "validator")
+    __slots__ = ("_fallbacks", "_lock", "fast", "schema", "structure", "validator")
 
-    def __init__(self, schema: Mapping[str, Any] | bool, validator: Any) -> None:
+    def __init__(self, schema: Mapping[str, Any] | bool, validator: Any, fast: Any = None) -> None:
         #: the schema object as given (kept alive so an ``id()``-keyed cache entry stays valid)
         self.schema = schema
+        #: the reference validator (``jsonschema``): explains rejections, decides when ``fast`` is None
         self.validator = validator
+        #: the compiled validator (jsonschema-rs): decides every answer it can take
+        self.fast = fast
+        #: ``(arrays and objects, members)`` at most in a valid instance, or None when unbounded
+        self.structure = structure_bound(schema)
         # id(fallback) -> (fallback, validated snapshot): a fallback is validated once per schema
         # and re-validated only when the caller's dict no longer equals the snapshot.
         self._fallbacks: dict[int, tuple[object, dict[str, Any]]] = {}
         self._lock = threading.Lock()
 
     def is_valid(self, instance: object) -> bool:
+        if self.fast is not None:
+            try:
+                return bool(self.fast.is_valid(instance))
+            except (ValueError, TypeError):  # a value JSON cannot hold (a set, a tuple key): the reference decides
+                pass
         return bool(self.validator.is_valid(instance))
 
     def describe_errors(self, instance: object, limit: int) -> tuple[str, ...]:
-        """One ``$.path: message`` line per error, at most ``limit``, then ``and N more``."""
+        """One ``$.path: message`` line per error, at most ``limit``, then ``and N more``.
+
+        Sizes over a stated bound come first and alone: past one, the reference validator would walk
+        every member of a container that may hold 100,000 of them.
+        """
+        over = oversized(self.schema, instance, limit)
+        if over:
+            return tuple(over)
         errors = islice(self.validator.iter_errors(instance), _ERROR_COUNT_CAP)
         lines = [f"{e.json_path}: {clip(e.message)}" for e in islice(errors, limit)]
+        if not lines and self.fast is not None:  # the validators disagree: the deciding one explains
+            errors = islice(self.fast.iter_errors(instance), _ERROR_COUNT_CAP)
+            lines = [f"{_rs_path(e.instance_path)}: {clip(e.message)}" for e in islice(errors, limit)]
         more = sum(1 for _ in errors)
         if more:
             at_least = "at least " if len(lines) + more >= _ERROR_COUNT_CAP else ""
@@ -162,7 +206,31 @@ def compile_schema(schema: Mapping[str, Any] | bool | CompiledSchema) -> Compile
         cls.check_schema(schema)  # type: ignore[arg-type]  # the stubs say dict; jsonschema takes any Mapping or bool schema
     except SchemaError as exc:
         raise ValueError(f"invalid JSON Schema at {exc.json_path}: {exc.message}") from exc
-    return CompiledSchema(schema, cls(schema))
+    return CompiledSchema(schema, cls(schema), _compiled_validator(schema))
+
+
+def _rs_path(parts: Any) -> str:
+    """jsonschema-rs's instance path as the JSON path ``jsonschema`` would print (``$.notes[0]``)."""
+    return "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts)
+
+
+def _find(text: str, compiled: CompiledSchema, max_input_bytes: int, max_depth: int) -> tuple[str, bool] | Rejection:
+    """The JSON text to parse, once the size, the nesting and the structure the schema allows say it may be valid."""
+    limit = max_input_bytes
+    size = len(text)
+    # Characters <= UTF-8 bytes <= 4 * characters: only encode when the cheap bounds disagree.
+    if size > limit or (size * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
+        return Rejection("too_large", f"the answer is over max_input_bytes={limit:,} ({size:,} characters)")
+    structure = compiled.structure
+    found = extract(text, max_depth, *(structure if structure is not None else (None, None)))
+    if isinstance(found, Rejection):
+        return found
+    candidate, bracketed = found
+    if bracketed and structure is not None and len(candidate) > STRUCTURE_CHECK_CHARS:
+        over = over_structure(candidate, 0, structure)
+        if over is not None:
+            return over
+    return found
 
 
 def judge(
@@ -171,14 +239,7 @@ def judge(
     """The parsed value if ``text`` is acceptable, else a :class:`Rejection` saying why."""
     if not isinstance(text, str):
         return Rejection("no_json_found", f"expected the answer as a str, got {type(text).__name__}")
-    limit = max_input_bytes
-    size = len(text)
-    # Characters <= UTF-8 bytes <= 4 * characters: only encode when the cheap bounds disagree.
-    if size > limit or (size * 4 > limit and len(text.encode("utf-8", "surrogatepass")) > limit):
-        return Rejection(
-            "too_large", f"the answer is over max_input_bytes={limit:,} ({size:,} characters)"
-        )
-    found = extract(text, max_depth)
+    found = _find(text, compiled, max_input_bytes, max_depth)
     if isinstance(found, Rejection):
         return found
     candidate, bracketed = found
