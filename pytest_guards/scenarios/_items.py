@@ -69,6 +69,8 @@ class ScenarioFile(pytest.File):
             problem = Problem(str(path), scenario.line, 1, "id", f"id {scenario.id!r} is already used by {first}")
             yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=ScenarioFileError(str(path), [problem]))
             return
+        if scenario.replicas > 1 and self.base_config.state.backend != "redis":
+            return  # a fleet scenario checks shared state: it has nothing to say about a memory backend
         if self.target_url:
             if not scenario.live_capable:
                 return  # an in-process scenario has nothing to say about a running service

@@ -17,6 +17,7 @@ import pytest
 import pytest_guards
 
 CHECKLIST = Path(pytest_guards.__file__).resolve().parent / "checklist"
+FLEET_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fleet.yaml"  # the fleet scenarios run on Redis only
 FILES = [
     CHECKLIST / "cache" / "single_flight.scenario.yaml",
     CHECKLIST / "cache" / "lru_order.scenario.yaml",
@@ -30,8 +31,8 @@ FILES = [
 def run(tmp_path: Path, name: str, *extra: str) -> tuple[dict[str, Any], str]:
     report = tmp_path / f"{name}.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--guards-report", str(report), *extra,
-         *map(str, FILES)],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--guards-report", str(report),
+         "--guards-config", str(FLEET_CONFIG), *extra, *map(str, FILES)],
         capture_output=True, text=True, check=False, timeout=300, cwd=tmp_path,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
