@@ -21,7 +21,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.network  # pip fetches the dependencies from the package index
+pytestmark = [pytest.mark.network, pytest.mark.timeout(1200)]  # pip fetches the dependencies from the package index
 
 
 def run(command: list[str], cwd: Path, env: dict[str, str], timeout: float = 600) -> subprocess.CompletedProcess[str]:

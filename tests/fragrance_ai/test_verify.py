@@ -19,20 +19,23 @@ REPO = Path(__file__).resolve().parents[2]
 WEAK = REPO / "tests" / "pytest_guards" / "weak_configs"
 IN_PROCESS = ("--", "-m", "not toxiproxy")  # the real-time toxiproxy scenarios run in the first test only
 
-pytestmark = pytest.mark.network
+pytestmark = [pytest.mark.network, pytest.mark.timeout(900)]  # several verify runs each; slow on a loaded machine
 
 
-def verify(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+def verify(*args: str, cwd: Path = REPO, ci: bool | None = None) -> subprocess.CompletedProcess[str]:
+    """``fragrance-ai verify ARGS``; ``ci`` sets or clears ``CI`` (verify is strict under CI=true), else as inherited."""
     env = {k: v for k, v in os.environ.items() if k != "FRAGRANCE_AI_CONFIG"}
+    if ci is not None:
+        env["CI"] = "true" if ci else ""
     return subprocess.run(
         [sys.executable, "-m", "fragrance_ai.cli", "verify", *args],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=300, check=False,
     )
 
 
-def in_parallel(runs: dict[str, tuple[str, ...]]) -> dict[str, subprocess.CompletedProcess[str]]:
+def in_parallel(runs: dict[str, tuple[str, ...]], ci: bool | None = None) -> dict[str, subprocess.CompletedProcess[str]]:
     with ThreadPoolExecutor(max_workers=2) as pool:
-        return dict(zip(runs, pool.map(lambda args: verify(*args), runs.values()), strict=True))
+        return dict(zip(runs, pool.map(lambda args: verify(*args, ci=ci), runs.values()), strict=True))
 
 
 def test_embedded_default_is_safe_to_promote_one_line_per_scenario(tmp_path: Path) -> None:
@@ -127,10 +130,15 @@ def test_a_loosened_team_policy_shows_and_strict_refuses_it(tmp_path: Path) -> N
         "json_guard:\n  json_guard.max_retries: {ge: 1, le: 10, reason: one re-ask is enough for us}\n", encoding="utf-8"
     )
     weak = str(WEAK / "few_retries.yaml")
-    results = in_parallel({
-        "loose": ("--config", weak, "--policy", str(policy), "--item", "json_guard", *IN_PROCESS),
-        "strict": ("--config", weak, "--policy", str(policy), "--item", "json_guard", "--strict", *IN_PROCESS),
-    })
+    results = in_parallel(
+        {
+            "loose": ("--config", weak, "--policy", str(policy), "--item", "json_guard", *IN_PROCESS),
+            "strict": ("--config", weak, "--policy", str(policy), "--item", "json_guard", "--strict", *IN_PROCESS),
+        },
+        ci=False,  # outside CI a loosened policy is shown, not refused
+    )
+    in_ci = verify("--config", weak, "--policy", str(policy), "--item", "json_guard", *IN_PROCESS, ci=True)
+    assert in_ci.returncode == 1, "under CI=true verify is strict: a loosened policy is refused"
     loose, strict = results["loose"], results["strict"]
     assert f"⚠ policy loosened: json_guard.max_retries >= 1 and <= 10 (shipped: >= 3 and <= 10; {policy}:2)" in loose.stdout
     assert loose.returncode == 0, loose.stdout[-2000:]
