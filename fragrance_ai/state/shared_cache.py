@@ -185,19 +185,20 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
                 return await super().aget_or_load(key, aloader, detach=detach)
             how, what = _text(reply[0]), _text(reply[1])
             if how == "hit":
-                if waited:  # counted as a miss when it started waiting, as the in-process cache does
-                    return Fetched(self._decode(what), "joined")
+                # a waiter counts when the flight lands, as the in-process cache does: a hit when it was stored
                 with self._lock:
                     self.hits += 1
-                return Fetched(self._decode(what), "hit")
+                return Fetched(self._decode(what), "joined" if waited else "hit")
             if how == "landed":  # the leader we waited for loaded a value it may not cache (a fallback)
-                return Fetched(self._decode(what), "joined")
-            leader = _text(reply[2])
-            if not waited:
                 with self._lock:
                     self.misses += 1
-                    if how == "expired":
-                        self.expirations += 1
+                return Fetched(self._decode(what), "joined")
+            leader = _text(reply[2])
+            with self._lock:
+                # a leader is a miss (a waiter whose leader's lease lapsed becomes one); a waiter counts on landing
+                self.misses += int(what == "lead")
+                if how == "expired" and not waited:
+                    self.expirations += 1
             if what == "lead":
                 try:
                     loaded = await aloader()
