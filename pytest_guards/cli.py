@@ -13,11 +13,12 @@ configuration (their ``addopts`` and plugins are not part of a verdict).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -96,6 +97,20 @@ def _check_local_config(args: argparse.Namespace, out: TextIO) -> Path | None:
     return path
 
 
+@contextlib.contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block, then as it was."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 def _reachable(url: str) -> str | None:
     """None when ``url`` answers ``GET /health/guards`` at all, else why not (one line, no traceback)."""
     try:
@@ -148,8 +163,8 @@ class _Progress:
 
 def _pytest_args(args: argparse.Namespace, roots: list[Path], config_path: Path | None, ini: Path) -> list[str]:
     command = [*map(str, roots), "-c", str(ini), "--rootdir", os.getcwd(), "-p", "no:cacheprovider", "-p", "no:terminal"]
-    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
-        command += ["-p", "pytest_guards.plugin"]
+    # plugin autoload is off for this run (see _verify): only the guards plugin judges
+    command += ["-p", "pytest_guards.plugin"]
     if config_path is not None:
         command += ["--guards-config", str(config_path.resolve())]
     if args.target:
@@ -190,7 +205,10 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     with tempfile.TemporaryDirectory(prefix="guards-verify-") as tmp:
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\nasyncio_default_fixture_loop_scope = function\n", encoding="utf-8")
-        code = pytest.main(_pytest_args(args, roots, config_path, ini), plugins=[progress])
+        # the environment's other pytest plugins (say hypothesis or a team's own) take no part in a
+        # verdict, and importing them costs seconds: only the guards plugin is loaded
+        with _env("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1"):
+            code = pytest.main(_pytest_args(args, roots, config_path, ini), plugins=[progress])
     if code == pytest.ExitCode.USAGE_ERROR:
         return _EXIT_USAGE  # pytest printed what was wrong (a bad policy file, a bad option)
     verdict = progress.verdict
