@@ -80,7 +80,7 @@ class RedisServer:
                 raise RedisUnavailable(f"redis-server exited with {self._process.returncode}: {err.strip()[-500:]}")
             if self._answers():
                 return self
-            time.sleep(0.02)  # real time: a real process is starting
+            time.sleep(0.02)  # real-time: a real redis-server process is starting (bounded poll)
         self.stop()
         raise RedisUnavailable(f"redis-server did not answer on {self.url} within {_START_TIMEOUT_S:.0f} s")
 

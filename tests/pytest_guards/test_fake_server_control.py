@@ -124,7 +124,7 @@ def test_the_standalone_server_takes_its_token_from_the_environment() -> None:
             except httpx.TransportError:
                 if time.monotonic() > deadline:
                     raise
-                time.sleep(0.05)
+                time.sleep(0.05)  # real-time: polling a real process for at most 10 s
         assert httpx.get(f"{url}/_control/models", timeout=5).status_code == 401
         assert httpx.put(f"{url}/_control/models/qwen", json="http_500", headers=AUTH, timeout=5).status_code == 200
         assert httpx.post(f"{url}/qwen/v1/chat/completions", json=BODY, timeout=5).status_code == 500
