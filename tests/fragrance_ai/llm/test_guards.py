@@ -12,7 +12,9 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import brief_support
 import pytest
+from brief_support import BRIEF, BRIEF_SCHEMA
 
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.llm import guards, strict_json
@@ -25,28 +27,7 @@ from fragrance_ai.llm.guards import (
     default_fallback,
 )
 
-BRIEF_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "notes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "families": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "intensity": {"type": "integer", "minimum": 0, "maximum": 100},
-        "longevity": {"enum": ["short", "medium", "long"]},
-        "error": {"type": "boolean"},
-    },
-    "required": ["description", "notes", "families", "intensity", "longevity"],
-    "additionalProperties": False,
-}
-
-BRIEF: dict[str, Any] = {
-    "description": "Bergamot over soft musk",
-    "notes": ["bergamot", "musk"],
-    "families": ["citrus"],
-    "intensity": 60,
-    "longevity": "long",
-}
-VALID = json.dumps(BRIEF)
+VALID: str = brief_support.VALID  # typed here: mypy sees the bare-imported support module as untyped
 KOREAN_FALLBACK_TEXT = "향수 생성 중 오류가 발생했습니다. 다시 시도해주세요."
 SEED = 1234
 

@@ -8,32 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from brief_support import BRIEF, BRIEF_SCHEMA, VALID
 
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.json_extract import Rejection, clip, extract, scan
-
-BRIEF_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {
-        "description": {"type": "string"},
-        "notes": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "families": {"type": "array", "items": {"type": "string"}, "minItems": 1},
-        "intensity": {"type": "integer", "minimum": 0, "maximum": 100},
-        "longevity": {"enum": ["short", "medium", "long"]},
-        "error": {"type": "boolean"},
-    },
-    "required": ["description", "notes", "families", "intensity", "longevity"],
-    "additionalProperties": False,
-}
-BRIEF: dict[str, Any] = {
-    "description": "Bergamot over soft musk",
-    "notes": ["bergamot", "musk"],
-    "families": ["citrus"],
-    "intensity": 60,
-    "longevity": "long",
-}
-VALID = json.dumps(BRIEF)
 
 
 @pytest.fixture
