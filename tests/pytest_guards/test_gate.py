@@ -6,9 +6,12 @@ import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import yaml
 from live_canary import TOKEN, canary
 
 from pytest_guards.cli import main as harness_main
@@ -99,3 +102,18 @@ def test_a_real_run_against_a_canary_is_200_safe_and_503_when_the_control_plane_
 def test_gate_refuses_bad_verify_options_at_start(capsys: pytest.CaptureFixture[str]) -> None:
     assert harness_main(["gate", "--port", "0", "--target", "http://127.0.0.1:1", "--no-such-option"]) == 2
     assert "unrecognized arguments: --no-such-option" in capsys.readouterr().err
+
+
+def test_the_argo_and_flagger_wiring_calls_the_gate_and_reads_its_report() -> None:
+    root = Path(__file__).resolve().parents[2]
+    argo = next(yaml.safe_load_all((root / "deploy" / "argo-analysis-template.yaml").read_text()))
+    assert argo["kind"] == "AnalysisTemplate"
+    (metric,) = argo["spec"]["metrics"]
+    assert metric["successCondition"] == "result.safe == true"  # `safe` is a key of the gate's body
+    assert urlsplit(metric["provider"]["web"]["url"]).path == "/"
+    flagger = yaml.safe_load((root / "deploy" / "flagger-canary.yaml").read_text())
+    (hook,) = flagger["spec"]["analysis"]["webhooks"]
+    assert hook["type"] in ("pre-rollout", "rollout")
+    assert urlsplit(hook["url"]).path == "/"
+    with serving(lambda: (0, {"safe": True, "verdict": "SAFE TO PROMOTE TO PRODUCTION"})) as client:
+        assert client.get("/").json()["safe"] is True

@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 import pytest
-from live_canary import TOKEN, canary, verify_live
+from live_canary import TOKEN, canary, toxiproxy, verify_live
 
 from fragrance_ai.cache.lru_cache import Fetched, Loaded, LRUCacheWithTTL
 from fragrance_ai.llm.circuit_breaker import FailureRateWindow, LLMCircuitBreakerManager
@@ -99,14 +99,17 @@ DEFECTS = {
 
 
 def test_the_real_service_is_safe_to_promote_under_every_live_fault() -> None:
-    with canary() as (service, fake):
-        code, out = verify_live(service, fake, "--", "-k", "live-")
+    """Every live fault scenario, the network one through Toxiproxy proxies named canary-<model>."""
+    with toxiproxy() as proxies, canary(proxies=proxies) as (service, fake):
+        code, out = verify_live(service, fake, "--", "-k", "live-", proxies=proxies)
+        left = proxies.proxies()
     assert code == 0, out
-    assert "16 passed, 0 failed, 0 skipped" in out
+    assert "17 passed, 0 failed, 0 skipped" in out
+    assert all(p["enabled"] and not p["toxics"] for p in left.values())  # every network fault undone
     assert "SAFE TO PROMOTE" in out
     # every scenario a defective canary below fails passes here: they fail for the defect
     for item in ("JSON Hard Guard     4 passed", "Circuit Breaker     4 passed", "Cache LRU+TTL       4 passed",
-                 "LLM Health Check    4 passed"):
+                 "LLM Health Check    5 passed"):
         assert item in out
 
 
