@@ -310,6 +310,10 @@ class ScenarioItem(pytest.Item):
                 ) from None
             finally:
                 self.virtual_seconds = target.elapsed()  # real seconds here: nothing is simulated
+            left = await faults.cleanup()  # (again on exit; after a failure, only there)
+            if left:
+                # the scenario held, but a fault it set is still on: the next ones would judge a broken canary
+                raise ScenarioFailure(self.scenario, None, [f"could not undo its faults: {'; '.join(left)}"], inconclusive=True)
 
     async def _live_given(self, scenario: Scenario, faults: LiveFaults) -> None:
         """Reach the control plane / Toxiproxy (unreachable or refusing: INCONCLUSIVE), then apply ``given``."""

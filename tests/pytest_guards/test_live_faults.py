@@ -8,6 +8,7 @@ defective canary runs only the scenario that targets its defect.
 
 from __future__ import annotations
 
+import io
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from fragrance_ai.cache.lru_cache import Fetched, Loaded, LRUCacheWithTTL
 from fragrance_ai.llm.circuit_breaker import FailureRateWindow, LLMCircuitBreakerManager
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.service.system import GuardSystem
+from pytest_guards.cli import main as harness_main
 from pytest_guards.scenarios import LiveDependencies, TargetFileError, load_target_file
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(300)]
@@ -104,11 +106,12 @@ def test_the_real_service_is_safe_to_promote_under_every_live_fault() -> None:
         code, out = verify_live(service, fake, "--", "-k", "live-", proxies=proxies)
         left = proxies.proxies()
     assert code == 0, out
-    assert "17 passed, 0 failed, 0 skipped" in out
+    assert "18 passed, 0 failed, 0 skipped" in out
+    assert "took " in out  # the verdict says how long the run took
     assert all(p["enabled"] and not p["toxics"] for p in left.values())  # every network fault undone
     assert "SAFE TO PROMOTE" in out
     # every scenario a defective canary below fails passes here: they fail for the defect
-    for item in ("JSON Hard Guard     4 passed", "Circuit Breaker     4 passed", "Cache LRU+TTL       4 passed",
+    for item in ("JSON Hard Guard     4 passed", "Circuit Breaker     4 passed", "Cache LRU+TTL       5 passed",
                  "LLM Health Check    5 passed"):
         assert item in out
 
@@ -207,3 +210,17 @@ def test_a_bad_target_file_is_one_clear_error(tmp_path: Path, text: str, message
     with pytest.raises(TargetFileError, match=r"canary\.yaml") as info:
         load_target_file(path)
     assert message in str(info.value)
+
+
+def test_verify_reads_the_canary_and_its_controls_from_a_target_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with canary() as (service, fake):
+        target = tmp_path / "canary.yaml"
+        target.write_text(f"url: {service.url}\nllm_control: {fake.url}\ncontrol_token_env: CANARY_TOKEN\n")
+        monkeypatch.setenv("CANARY_TOKEN", TOKEN)
+        out = io.StringIO()
+        code = harness_main(
+            ["verify", "--target-file", str(target), "--item", "json_guard", "--", "-k", "live-jg-reask"], out=out
+        )
+    assert code == 0, out.getvalue()
+    assert f"verifying the live service at {service.url}" in out.getvalue()
+    assert "PASS  live-jg-reask-reaches-model-with-reason" in out.getvalue()
