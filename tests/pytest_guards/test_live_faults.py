@@ -23,7 +23,7 @@ from fragrance_ai.llm.circuit_breaker import FailureRateWindow, LLMCircuitBreake
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.service.system import GuardSystem
 from pytest_guards.cli import main as harness_main
-from pytest_guards.scenarios import LiveDependencies, TargetFileError, load_target_file
+from pytest_guards.scenarios import LiveDependencies, ScenarioFileError, TargetFileError, load_scenario, load_target_file
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(300)]
 
@@ -224,3 +224,41 @@ def test_verify_reads_the_canary_and_its_controls_from_a_target_file(tmp_path: P
     assert code == 0, out.getvalue()
     assert f"verifying the live service at {service.url}" in out.getvalue()
     assert "PASS  live-jg-reask-reaches-model-with-reason" in out.getvalue()
+
+
+LIVE_HEAD = "id: live-x\ntitle: t\nchecklist: cache\ntarget: {target}\n{requires}steps:\n"
+
+
+@pytest.mark.parametrize(
+    ("target", "requires", "steps", "message"),
+    [
+        ("live", "", "  - llm: {qwen: timeout}\n", "cannot script LLM faults (step 'llm')"),
+        ("live", "requires: [toxiproxy]\n", "  - llm: {qwen: timeout}\n", "cannot script LLM faults (step 'llm')"),
+        ("live", "requires: [llm_control]\n", "  - network: {qwen: down}\n", "cannot inject network faults (step 'network')"),
+        ("live", "requires: [llm_control]\n", "  - advance: 5\n", "use `wait: seconds`, not `advance`"),
+        ("both", "requires: [llm_control]\n", "  - health: all\n", "unless the scenario is target: live"),
+        ("live", "", "  - expect: {call_log: {qwen: {count: 1}}}\n", "cannot read LLM call logs"),
+    ],
+)
+def test_what_a_live_scenario_may_do_follows_what_it_requires(
+    tmp_path: Path, target: str, requires: str, steps: str, message: str
+) -> None:
+    path = tmp_path / "x.scenario.yaml"
+    path.write_text(LIVE_HEAD.format(target=target, requires=requires) + steps)
+    with pytest.raises(ScenarioFileError) as info:
+        load_scenario(path)
+    assert message in str(info.value)
+    assert "x.scenario.yaml:" in str(info.value)
+
+
+def test_a_live_fault_scenario_keeps_its_behaviours_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "x.scenario.yaml"
+    path.write_text(
+        LIVE_HEAD.format(target="live", requires="requires: [llm_control, toxiproxy]\n")
+        + "  - llm: {qwen: [invalid_json, {valid: null, latency: 2}]}\n  - network: {qwen: down}\n  - wait: 1\n"
+        + "  - expect: {calls: {qwen: 2}, call_log: {qwen: {last_message.role: user}}, elapsed: {lt: 9}}\n"
+    )
+    scenario = load_scenario(path)
+    assert scenario.injects_live_faults
+    assert not scenario.needs_toxiproxy  # live: the canary's Toxiproxy, not one in front of an in-process service
+    assert scenario.steps[0].spec == {"qwen": ["invalid_json", {"valid": None, "latency": 2}]}
