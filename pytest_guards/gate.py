@@ -58,7 +58,7 @@ def run_verify(verify_args: Sequence[str], timeout: float, env: dict[str, str] |
             return done.returncode, body
         # no report: the run stopped before any scenario (an unreachable target, a usage mistake)
         lines = (done.stdout + "\n" + done.stderr).splitlines()
-        tail = [line for line in lines if line.strip() and not line.startswith("usage:")][-_TAIL_LINES:]
+        tail = [line for line in lines if line.strip("= ") and not line.startswith("usage:")][-_TAIL_LINES:]
         word = "INCONCLUSIVE" if done.returncode == 2 and any("INCONCLUSIVE" in line for line in tail) else "ERROR"
         return done.returncode, {"verdict": word, "reasons": tail}
 

@@ -95,7 +95,7 @@ def test_a_real_run_against_a_canary_is_200_safe_and_503_when_the_control_plane_
             response = client.get("/", timeout=60)
         assert response.status_code == 503
         assert response.json()["verdict"] == "INCONCLUSIVE"
-        assert "cannot reach the fake LLM's control plane" in response.text
+        assert response.json()["reasons"][-1].startswith("? INCONCLUSIVE (cannot reach the fake LLM's control plane")
         assert "gate-secret-token" not in response.text
 
 
