@@ -289,31 +289,41 @@ class ScenarioItem(pytest.Item):
             target = LiveTarget(client, faults if scenario.injects_live_faults else None)
             self.timeline = Timeline(target.elapsed, kind="real", file=str(scenario.file))
             try:
-                if scenario.expressions:  # ${config:...} from what the service reports it runs with
-                    scenario, problems = resolve_scenario(scenario, await target.settings())
-                    if problems:
-                        raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
-                waits = _total_wait(scenario.steps)
-                if waits > parent.live_max_wait:
-                    pytest.skip(
-                        f"its waits add up to {waits:.0f} s with the service's settings, over the live wait budget "
-                        f"of {parent.live_max_wait:.0f} s (--live-max-wait)"
-                    )
-                if scenario.injects_live_faults:
-                    await self._live_given(scenario, faults)
-                await run_scenario(
-                    scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline
-                )
-            except (httpx.HTTPError, RuntimeError) as exc:
-                raise ScenarioFailure(
-                    self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)
-                ) from None
+                await self._live_steps(scenario, target, faults, url)
+            except ScenarioFailure as failure:
+                left = await faults.cleanup()  # before the message is final: it says what is still on
+                if not left:
+                    raise
+                lines = [*failure.lines, f"and could not undo its faults: {'; '.join(left)}"]
+                raise ScenarioFailure(failure.scenario, failure.step, lines, inconclusive=failure.inconclusive) from None
             finally:
                 self.virtual_seconds = target.elapsed()  # real seconds here: nothing is simulated
-            left = await faults.cleanup()  # (again on exit; after a failure, only there)
+            left = await faults.cleanup()  # (again on exit, where it is a no-op)
             if left:
                 # the scenario held, but a fault it set is still on: the next ones would judge a broken canary
                 raise ScenarioFailure(self.scenario, None, [f"could not undo its faults: {'; '.join(left)}"], inconclusive=True)
+
+    async def _live_steps(self, scenario: Scenario, target: LiveTarget, faults: LiveFaults, url: str) -> None:
+        parent = self.parent
+        assert isinstance(parent, ScenarioFile)
+        try:
+            if scenario.expressions:  # ${config:...} from what the service reports it runs with
+                scenario, problems = resolve_scenario(scenario, await target.settings())
+                if problems:
+                    raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
+            waits = _total_wait(scenario.steps)
+            if waits > parent.live_max_wait:
+                pytest.skip(
+                    f"its waits add up to {waits:.0f} s with the service's settings, over the live wait budget "
+                    f"of {parent.live_max_wait:.0f} s (--live-max-wait)"
+                )
+            if scenario.injects_live_faults:
+                await self._live_given(scenario, faults)
+            await run_scenario(scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            raise ScenarioFailure(
+                self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)
+            ) from None
 
     async def _live_given(self, scenario: Scenario, faults: LiveFaults) -> None:
         """Reach the control plane / Toxiproxy (unreachable or refusing: INCONCLUSIVE), then apply ``given``."""

@@ -8,6 +8,7 @@ defective canary runs only the scenario that targets its defect.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import socket
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,14 @@ from fragrance_ai.llm.circuit_breaker import FailureRateWindow, LLMCircuitBreake
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.service.system import GuardSystem
 from pytest_guards.cli import main as harness_main
-from pytest_guards.scenarios import LiveDependencies, ScenarioFileError, TargetFileError, load_scenario, load_target_file
+from pytest_guards.scenarios import (
+    LiveDependencies,
+    LiveFaults,
+    ScenarioFileError,
+    TargetFileError,
+    load_scenario,
+    load_target_file,
+)
 
 pytestmark = [pytest.mark.network, pytest.mark.timeout(300)]
 
@@ -262,3 +270,23 @@ def test_a_live_fault_scenario_keeps_its_behaviours_as_written(tmp_path: Path) -
     assert scenario.injects_live_faults
     assert not scenario.needs_toxiproxy  # live: the canary's Toxiproxy, not one in front of an in-process service
     assert scenario.steps[0].spec == {"qwen": ["invalid_json", {"valid": None, "latency": 2}]}
+
+
+def test_cleanup_tries_every_undo_and_says_what_it_could_not() -> None:
+    async def run(url: str) -> tuple[list[str], list[str]]:
+        deps = LiveDependencies(toxiproxy_url=url, proxy_name="t-{model}")
+        async with LiveFaults(deps, "cleanup-test") as faults:
+            await faults.network("qwen", [{"latency": {"latency": 100}}])
+            await faults.network("mistral", "down")
+            first = await faults.cleanup()  # everything undone
+            await faults.network("qwen", "down")
+            server.close()  # Toxiproxy gone: the undo cannot reach it
+            return first, await faults.cleanup()
+
+    with toxiproxy() as server:
+        for name in ("t-qwen", "t-mistral"):
+            server.delete_proxy(name)
+            server.api("POST", "/proxies", json={"name": name, "listen": "127.0.0.1:0", "upstream": "127.0.0.1:9"})
+        first, second = asyncio.run(run(server.url))
+    assert first == []
+    assert second == ["enabling t-qwen: ConnectError"]
