@@ -290,3 +290,12 @@ def test_cleanup_tries_every_undo_and_says_what_it_could_not() -> None:
         first, second = asyncio.run(run(server.url))
     assert first == []
     assert second == ["enabling t-qwen: ConnectError"]
+
+
+def test_the_plugin_refuses_a_bad_target_file_at_start(pytester: pytest.Pytester) -> None:
+    bad = pytester.path / "canary.yaml"
+    bad.write_text("url: http://127.0.0.1:1\npassword: hunter2\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--guards-target-file", str(bad), timeout=120)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*canary.yaml: password: unknown key*"])
+    assert "hunter2" not in result.stderr.str() + result.stdout.str()
