@@ -123,7 +123,8 @@ def _port(text: str) -> int:
 #: commands of the verification harness (pytest_guards), run as ``python -m pytest_guards ...``: this
 #: package never imports the harness, which is built on it
 HARNESS_COMMANDS: Final = {
-    "verify": "run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: usage)",
+    "verify": "run the checklist scenarios and print the verdict (exit 0: safe to promote, 1: not, 2: inconclusive/usage)",
+    "gate": "serve the verdict over HTTP for Argo Rollouts / Flagger (gate --port P --target URL ...)",
     "scenarios": "list the scenarios verify would run (scenarios list [--item ITEM] [--scenarios DIR])",
     "install-tools": "install toxiproxy-server and promtool where the harness finds them",
 }

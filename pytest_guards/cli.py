@@ -1,4 +1,4 @@
-"""The harness's command line: ``verify``, ``scenarios list``, ``install-tools`` (``python -m pytest_guards``).
+"""The harness's command line: ``verify``, ``gate``, ``scenarios list``, ``install-tools`` (``python -m pytest_guards``).
 
 ``fragrance-ai verify|scenarios|install-tools`` forwards here. ``verify`` runs the shipped checklist
 scenarios (plus a team's folders) through pytest in this process, prints each scenario as it
@@ -27,16 +27,20 @@ import pytest
 
 from fragrance_ai import __version__
 from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
+from pytest_guards.gate import GateServer, run_verify
 from pytest_guards.network import in_ci
 from pytest_guards.plugin import verdict_of
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     CHECKLIST_ITEMS,
+    CONTROL_TOKEN_ENV,
     INCONCLUSIVE,
     UNSAFE,
     ScenarioFileError,
+    TargetFileError,
     Verdict,
     load_scenario,
+    load_target_file,
 )
 from pytest_guards.tools import TOOLS, install_tools, user_tools_dir
 
@@ -52,7 +56,12 @@ _EXIT_INCONCLUSIVE = 2
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
     """Run one command; the exit code (0 safe / done, 1 not safe / failed, 2 a usage mistake)."""
     stream = out or sys.stdout
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command == "gate":
+        args.verify_args = extra  # every option the gate does not know is verify's (checked when it starts)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     result: int = args.func(args, stream)
     return result
 
@@ -111,13 +120,48 @@ def _env(name: str, value: str) -> Iterator[None]:
             os.environ[name] = before
 
 
-def _reachable(url: str) -> str | None:
-    """None when ``url`` answers ``GET /health/guards`` at all, else why not (one line, no traceback)."""
+def _reachable(url: str, path: str, what: str, headers: dict[str, str] | None = None) -> str | None:
+    """None when ``url`` answers ``GET path`` (not 401), else why not (one line, no traceback)."""
     try:
-        with httpx.Client(base_url=url, timeout=_PROBE_TIMEOUT_S) as client:
-            client.get("/health/guards")
+        with httpx.Client(base_url=url, timeout=_PROBE_TIMEOUT_S, headers=headers) as client:
+            response = client.get(path)
     except (httpx.HTTPError, ValueError) as exc:
-        return f"cannot reach the target {url}: {type(exc).__name__}"
+        return f"cannot reach {what} {url}: {type(exc).__name__}"
+    if response.status_code == 401:
+        return f"{what} {url} refused the token (HTTP 401)"
+    return None
+
+
+def _live_options(args: argparse.Namespace, out: TextIO) -> argparse.Namespace | None:
+    """Fill ``args.target`` and the dependencies from ``--target-file``; None (usage error printed) when it is bad."""
+    args.control_token = args.control_token or os.environ.get(CONTROL_TOKEN_ENV)
+    if args.target_file:
+        try:
+            url, deps = load_target_file(Path(args.target_file))
+        except TargetFileError as exc:
+            print(f"{_PROG}: {exc}", file=out)
+            return None
+        args.target = args.target or url
+        args.llm_control = args.llm_control or deps.llm_control
+        args.control_token = args.control_token or deps.control_token
+        args.toxiproxy_url = args.toxiproxy_url or deps.toxiproxy_url
+    if (args.llm_control or args.toxiproxy_url) and not args.target:
+        print(f"{_PROG}: --llm-control and --toxiproxy-url name what a live canary depends on: give --target URL", file=out)
+        return None
+    return args
+
+
+def _control_reachable(args: argparse.Namespace) -> str | None:
+    """Why the canary's fault controls cannot be used (None when they can, or none were given)."""
+    if args.llm_control:
+        if not args.control_token:
+            return f"no token for the control plane {args.llm_control} (--control-token or ${CONTROL_TOKEN_ENV})"
+        headers = {"Authorization": f"Bearer {args.control_token}"}
+        problem = _reachable(args.llm_control, "/_control/models", "the fake LLM's control plane", headers)
+        if problem is not None:
+            return problem
+    if args.toxiproxy_url:
+        return _reachable(args.toxiproxy_url, "/version", "Toxiproxy")
     return None
 
 
@@ -169,6 +213,15 @@ def _pytest_args(args: argparse.Namespace, roots: list[Path], config_path: Path 
         command += ["--guards-config", str(config_path.resolve())]
     if args.target:
         command += ["--guards-target", args.target]
+    for flag, value in (
+        ("--llm-control", args.llm_control),
+        ("--proxy-name", args.proxy_name),
+        ("--toxiproxy-url", args.toxiproxy_url),
+        ("--live-max-wait", args.live_max_wait),
+        ("--control-token", args.control_token),  # in this process only: never on a command line
+    ):
+        if value is not None:
+            command += [flag, str(value)]
     if args.policy:
         command += ["--guards-policy", str(Path(args.policy).resolve())]
     if args.report:
@@ -190,8 +243,11 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     if roots is None:
         return _EXIT_USAGE
     config_path = None
+    live = _live_options(args, out)
+    if live is None:
+        return _EXIT_USAGE
     if args.target:
-        problem = _reachable(args.target)
+        problem = _reachable(args.target, "/health/guards", "the target") or _control_reachable(args)
         if problem is not None:
             return _inconclusive(out, problem)
         print(f"verifying the live service at {args.target}", file=out)
@@ -226,6 +282,40 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     if verdict.inconclusive:
         return _EXIT_INCONCLUSIVE
     return 0 if verdict.safe and code == pytest.ExitCode.OK else 1
+
+
+# -------------------------------------------------------------------------------------------- gate
+
+
+def _gate(args: argparse.Namespace, out: TextIO) -> int:
+    """Serve the verdict over HTTP: one verify run (in a child process) per request; see :mod:`pytest_guards.gate`."""
+    verify_args = list(args.verify_args)
+    if verify_args[:1] == ["--"]:
+        verify_args = verify_args[1:]
+    try:
+        given = build_parser().parse_args(["verify", *verify_args])
+    except SystemExit:
+        return _EXIT_USAGE  # argparse said what was wrong
+    env = dict(os.environ)
+    if given.control_token:  # to the child through its environment, never on a command line
+        env[CONTROL_TOKEN_ENV] = given.control_token
+        index = verify_args.index("--control-token") if "--control-token" in verify_args else -1
+        verify_args = [a for a in verify_args if not a.startswith("--control-token=")]
+        if index >= 0:
+            del verify_args[index : index + 2]
+    try:
+        server = GateServer(lambda: run_verify(verify_args, args.run_timeout, env), args.host, args.port)
+    except OSError as exc:
+        print(f"{_PROG} gate: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=out)
+        return 1
+    print(f"{_PROG} gate: GET http://{args.host}:{server.port}/ runs verify {' '.join(verify_args)}", file=out, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 # ------------------------------------------------------------------------------- scenarios, tools
@@ -275,6 +365,28 @@ def _add_scenario_folders(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_live_dependencies(parser: argparse.ArgumentParser) -> None:
+    """What a live canary depends on: the live fault scenarios inject their faults there."""
+    parser.add_argument(
+        "--llm-control", metavar="URL", help="the fake LLM server's control plane behind the canary (live fault scenarios)"
+    )
+    parser.add_argument(
+        "--control-token", metavar="TOKEN", help=f"the control plane's token (default: ${CONTROL_TOKEN_ENV}; never printed)"
+    )
+    parser.add_argument("--toxiproxy-url", metavar="URL", help="the Toxiproxy API in front of the canary's models")
+    parser.add_argument(
+        "--proxy-name", metavar="TEMPLATE", help="the canary's proxy per model, with {model} (default: {model})"
+    )
+    parser.add_argument(
+        "--target-file", metavar="FILE",
+        help="YAML naming url, llm_control, control_token_env, toxiproxy_url, proxy_name (options given win)",
+    )
+    parser.add_argument(
+        "--live-max-wait", type=float, metavar="SECONDS",
+        help="skip a live scenario whose real waits add up past this (default: 120)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=_PROG, description="Verify LLM guards before promotion.")
     parser.add_argument("--version", action="version", version=f"{_PROG} {__version__}")
@@ -291,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", help="config under test (default: $FRAGRANCE_AI_CONFIG, ./configs/llm_ensemble.yaml, the reference)"
     )
     verify.add_argument("--target", metavar="URL", help="a running service: run the live scenarios against it")
+    _add_live_dependencies(verify)
     verify.add_argument(
         "--policy", metavar="FILE", help="your policy file: its bounds replace the shipped policy.yaml's, key by key"
     )
@@ -308,6 +421,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     verify.set_defaults(func=_verify)
+
+    gate = sub.add_parser(
+        "gate",
+        help="serve the verdict over HTTP: a verify run per request, 200 safe / 412 not safe / 503 inconclusive",
+        description="Answer GET / (or POST /) with one verify run's JSON report: 200 SAFE TO PROMOTE, 412 DO NOT "
+        "PROMOTE, 503 INCONCLUSIVE; 429 while a run is in progress (runs are serialized). For an Argo Rollouts web "
+        "metric or a Flagger webhook. The arguments after the gate's own are verify's (--target URL ...).",
+    )
+    gate.add_argument("--port", type=int, required=True, help="TCP port (0: any free one, printed)")
+    gate.add_argument("--host", default="127.0.0.1", help="interface to bind (default: %(default)s, loopback only)")
+    gate.add_argument(
+        "--run-timeout", type=float, default=900.0, metavar="SECONDS",
+        help="a run taking longer answers 503 (default: %(default)s)",
+    )
+    gate.set_defaults(func=_gate)
 
     scenarios = sub.add_parser("scenarios", help="list the scenarios verify would run")
     scenarios_sub = scenarios.add_subparsers(dest="action", required=True)

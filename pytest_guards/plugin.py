@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import os
+import time
 from collections.abc import AsyncIterator, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,15 +38,19 @@ from pytest_guards.report import write_html
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     CHECKLIST_ITEMS,
+    CONTROL_TOKEN_ENV,
     InvalidScenarioItem,
+    LiveDependencies,
     Policy,
     PolicyError,
     ScenarioFailure,
     ScenarioFile,
     ScenarioItem,
     ScenarioResult,
+    TargetFileError,
     Verdict,
     load_policy,
+    load_target_file,
     shipped_policy,
 )
 from pytest_guards.session import NetworkResources, SessionConfig
@@ -61,6 +66,10 @@ _NETWORK_KEY = pytest.StashKey[NetworkResources]()
 _RESULT_PROPERTY = "guards_scenario_result"
 _IDS_KEY = pytest.StashKey[dict[str, Path]]()
 _POLICY_KEY = pytest.StashKey[Policy]()
+_STARTED_KEY = pytest.StashKey[float]()
+_LIVE_KEY = pytest.StashKey[tuple[str | None, LiveDependencies, float]]()
+#: a live scenario whose waits add up past this many seconds is skipped unless --live-max-wait says more
+_LIVE_MAX_WAIT = 120.0
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     # (flag, ini name, help, metavar)
@@ -70,6 +79,11 @@ _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (
     ("--guards-html", "guards_html", "write the verdict and every scenario's timeline as one self-contained HTML page", "PATH"),
     ("--toxiproxy-url", "toxiproxy_url", "use this running Toxiproxy server instead of starting one", "URL"),
     ("--guards-policy", "guards_policy", "a team policy file whose bounds replace the shipped policy.yaml's, key by key", "PATH"),
+    ("--llm-control", "llm_control", "the fake LLM server's control plane behind a live canary (live fault scenarios)", "URL"),
+    ("--control-token", "control_token", f"the control plane's token (default: ${CONTROL_TOKEN_ENV})", "TOKEN"),
+    ("--proxy-name", "proxy_name", "the canary's Toxiproxy proxy per model: a template with {model}", "TEMPLATE"),
+    ("--guards-target-file", "guards_target_file", "a YAML file naming url, llm_control, toxiproxy_url, proxy_name", "PATH"),
+    ("--live-max-wait", "live_max_wait", "skip a live scenario whose waits add up past this (default: 120 s)", "SECONDS"),
 )
 
 _MARKERS = (
@@ -122,6 +136,7 @@ def option(config: pytest.Config, name: str) -> Any:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_STARTED_KEY] = time.monotonic()
     for marker in _MARKERS:
         config.addinivalue_line("markers", marker)
     config.stash[_STRICT_KEY] = bool(option(config, "guards_strict"))
@@ -135,7 +150,7 @@ def pytest_configure(config: pytest.Config) -> None:
             session.get()
         except ConfigError as exc:
             raise pytest.UsageError(session.describe_error(exc)) from None
-    target = option(config, "guards_target")
+    target = _live_target(config)
     policy = config.stash[_POLICY_KEY] = _policy(config)
     config.stash[_VERDICT_KEY] = Verdict(
         target=target or "in_process",
@@ -154,6 +169,40 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def _live_target(config: pytest.Config) -> str | None:
+    """The live target's URL, and what it depends on (stashed), from the options and ``--guards-target-file``."""
+    url = option(config, "guards_target") or None
+    deps = LiveDependencies(
+        option(config, "llm_control") or None,
+        option(config, "control_token") or os.environ.get(CONTROL_TOKEN_ENV) or None,
+        option(config, "toxiproxy_url") or None,
+        option(config, "proxy_name") or "{model}",
+    )
+    given = option(config, "guards_target_file")
+    if given:
+        path = Path(given) if os.path.isabs(given) else Path(config.invocation_params.dir) / given
+        try:
+            file_url, from_file = load_target_file(path)
+        except TargetFileError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        url = url or file_url
+        deps = LiveDependencies(
+            deps.llm_control or from_file.llm_control,
+            deps.control_token or from_file.control_token,
+            deps.toxiproxy_url or from_file.toxiproxy_url,
+            deps.proxy_name if option(config, "proxy_name") else from_file.proxy_name,
+        )
+    if "{model}" not in deps.proxy_name:
+        raise pytest.UsageError("--proxy-name: the template must contain {model}")
+    wait = option(config, "live_max_wait")
+    try:
+        max_wait = float(wait) if wait else _LIVE_MAX_WAIT
+    except ValueError:
+        raise pytest.UsageError("--live-max-wait: expected a number of seconds") from None
+    config.stash[_LIVE_KEY] = (url, deps, max_wait)
+    return url
+
+
 def _policy(config: pytest.Config) -> Policy:
     """The shipped policy, with a team's (``--guards-policy``) replacing its bounds; a bad file stops the session."""
     given = option(config, "guards_policy")
@@ -168,7 +217,8 @@ def _policy(config: pytest.Config) -> Policy:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """``--guards-item``: keep only that item's scenarios (other tests are left alone)."""
+    """Live fault scenarios after the others (they change the canary's state); ``--guards-item`` keeps one item's."""
+    items.sort(key=lambda i: isinstance(i, ScenarioItem) and i.mode == "live" and i.scenario.injects_live_faults)
     wanted = config.getoption("guards_item", default=None)
     if not wanted:
         return
@@ -210,7 +260,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     node: ScenarioFile = ScenarioFile.from_parent(parent, path=file_path)
     node.base_config = _config_under_test(parent.config)
     node.policy = parent.config.stash[_POLICY_KEY]
-    node.target_url = option(parent.config, "guards_target") or None
+    node.target_url, node.live_deps, node.live_max_wait = parent.config.stash[_LIVE_KEY]
     node.network = parent.config.stash[_NETWORK_KEY]
     node.seen_ids = parent.config.stash.setdefault(_IDS_KEY, {})
     return node
@@ -286,6 +336,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     verdict = session.config.stash.get(_VERDICT_KEY, None)
     if verdict is None or hasattr(session.config, "workerinput"):
         return  # an xdist worker holds part of the verdict: its controller judges the whole
+    verdict.seconds = time.monotonic() - session.config.stash[_STARTED_KEY]
     report = option(session.config, "guards_report")
     if report:
         verdict.write(Path(session.config.invocation_params.dir) / report)

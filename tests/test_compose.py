@@ -22,6 +22,8 @@ from fragrance_ai.config_loader import Config, default_config_path, load_config
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
 TRACKS = {"app": 8000, "canary": 8001}
+#: the fake LLM server behind each track (the canary's has the control plane the live fault suite scripts)
+FAKES = {"app": "fake-llm", "canary": "canary-llm"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +71,7 @@ def toxiproxy_proxies(services: dict[str, dict[str, Any]]) -> dict[str, dict[str
 
 
 def test_every_service_is_there(services: dict[str, dict[str, Any]]) -> None:
-    assert set(services) >= {"app", "canary", "toxiproxy", "fake-llm", "prometheus", "grafana"}
+    assert set(services) >= {"app", "canary", "toxiproxy", "fake-llm", "canary-llm", "prometheus", "grafana"}
     assert services["toxiproxy"]["image"] == "ghcr.io/shopify/toxiproxy:2.12.0"
 
 
@@ -92,8 +94,9 @@ def test_the_service_and_the_canary_serve_on_their_ports(
 def test_every_model_url_goes_through_toxiproxy_to_the_fake_llm(services: dict[str, dict[str, Any]], name: str) -> None:
     _, config = service_config(services, name)
     proxies = toxiproxy_proxies(services)
-    fake_port = flag(command(services["fake-llm"]), "--port")
-    assert flag(command(services["fake-llm"]), "--host") == "0.0.0.0"
+    fake = FAKES[name]
+    fake_port = flag(command(services[fake]), "--port")
+    assert flag(command(services[fake]), "--host") == "0.0.0.0"
     for model, settings in config.llm.models.items():
         assert settings.backend == "openai", f"{name}: {model} does not go over the network"
         assert settings.base_url is not None
@@ -103,10 +106,10 @@ def test_every_model_url_goes_through_toxiproxy_to_the_fake_llm(services: dict[s
         proxy = listening[str(url.port)]
         assert proxy["name"] == f"{name}-{model}"
         assert proxy["listen"].startswith("0.0.0.0:")
-        assert proxy["upstream"] == f"fake-llm:{fake_port}"
+        assert proxy["upstream"] == f"{fake}:{fake_port}"
         # the fake server routes /<model>/v1/chat/completions to the model of that name
         assert url.path == f"/{model}/v1"
-    assert set(flag(command(services["fake-llm"]), "--models").split(",")) == set(config.llm.models)
+    assert set(flag(command(services[fake]), "--models").split(",")) == set(config.llm.models)
 
 
 def test_each_proxy_serves_exactly_one_model_of_one_service(services: dict[str, dict[str, Any]]) -> None:
@@ -121,7 +124,7 @@ def test_each_proxy_serves_exactly_one_model_of_one_service(services: dict[str, 
     assert set(ports) == used
 
 
-def test_the_canary_config_differs_from_the_service_config_only_in_its_proxy_ports(
+def test_the_canary_config_differs_from_the_service_config_only_in_its_proxy_ports_and_probe(
     services: dict[str, dict[str, Any]],
 ) -> None:
     def without_urls(config: Config) -> dict[str, Any]:
@@ -131,12 +134,15 @@ def test_the_canary_config_differs_from_the_service_config_only_in_its_proxy_por
             model.pop("base_url")
         return data
 
-    app, canary = (service_config(services, name)[1] for name in TRACKS)
-    assert without_urls(app) == without_urls(canary)
+    app, canary = (without_urls(service_config(services, name)[1]) for name in TRACKS)
+    # the app probes in the background (fresh llm_health_status); the canary does not: the live fault
+    # suite counts every call its models get
+    assert app["health_check"].pop("probe_interval") > 0
+    assert canary["health_check"].pop("probe_interval") == 0
+    assert app == canary
     # and, as their header says, everything but llm (and the background probe) is the shipped default
     shipped = load_config(default_config_path()).to_dict()
-    deployed = without_urls(app)
-    assert deployed["health_check"].pop("probe_interval") > 0
+    deployed = app
     shipped["health_check"].pop("probe_interval")
     for section, value in deployed.items():
         if section != "llm":
@@ -176,3 +182,38 @@ def test_grafana_is_provisioned_with_the_dashboard_and_prometheus(services: dict
 def test_every_mounted_file_exists(services: dict[str, dict[str, Any]]) -> None:
     missing = [f"{name}: {host}" for name, s in services.items() for host in mounts(s).values() if not host.exists()]
     assert missing == []
+
+
+def test_the_canary_llm_has_the_control_plane_with_a_token_from_the_environment(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    canary_llm, app_llm = services["canary-llm"], services["fake-llm"]
+    token = canary_llm["environment"]["FAKE_LLM_CONTROL_TOKEN"]
+    assert token.startswith("${FAKE_LLM_CONTROL_TOKEN:?"), "compose must refuse to start the control plane without a token"
+    assert canary_llm["ports"] == ["127.0.0.1:9001:9000"]  # published on the host's loopback only
+    assert "FAKE_LLM_CONTROL_TOKEN" not in app_llm.get("environment", {})  # the app's models have no control plane
+    assert "ports" not in app_llm
+    assert services["canary"]["depends_on"]["canary-llm"]["condition"] == "service_healthy"
+
+
+def test_the_canary_target_file_names_the_canary_its_control_plane_and_its_proxies(
+    services: dict[str, dict[str, Any]],
+) -> None:
+    target = yaml.safe_load((ROOT / "deploy" / "canary.target.yaml").read_text())
+    assert urlsplit(target["url"]).port == TRACKS["canary"]
+    assert f"127.0.0.1:{urlsplit(target['llm_control']).port}:9000" in services["canary-llm"]["ports"]
+    assert target["control_token_env"] == "FAKE_LLM_CONTROL_TOKEN"
+    assert f"{urlsplit(target['toxiproxy_url']).port}:8474" in " ".join(services["toxiproxy"]["ports"])
+    proxies = toxiproxy_proxies(services)
+    for model in service_config(services, "canary")[1].llm.models:
+        assert target["proxy_name"].replace("{model}", model) in proxies
+
+
+def test_the_documented_break_command_disables_a_proxy_of_the_canary(services: dict[str, dict[str, Any]]) -> None:
+    """The README's walkthrough flips the verdict with one command: it must name a real canary proxy."""
+    readme = (ROOT / "README.md").read_text()
+    header = COMPOSE.read_text()
+    command_line = "curl -X POST localhost:8474/proxies/canary-mistral -d '{\"enabled\": false}'"
+    assert command_line in header
+    assert command_line in readme
+    assert "canary-mistral" in toxiproxy_proxies(services)

@@ -40,7 +40,7 @@ from pytest_guards.faults._behaviours import (
     truncated,
     valid,
 )
-from pytest_guards.faults._book import CallRecord, ScriptBook, ScriptedModels, json_body
+from pytest_guards.faults._book import CallRecord, ScriptBook, ScriptedModels, call_record, json_body
 from pytest_guards.faults._faulty_llm import FaultyLLM, default_base_url
 from pytest_guards.faults._format import BEHAVIOUR_JSON_SCHEMA, parse_behaviours
 from pytest_guards.faults._render import INVALID_JSON_TEXT, MALFORMED_BODY, SCHEMA_VIOLATION, Outcome, render, valid_brief
@@ -68,6 +68,7 @@ __all__ = [
     "ScriptedModels",
     "Step",
     "UnmatchedRequestError",
+    "call_record",
     "connection_error",
     "default_base_url",
     "empty",

@@ -13,13 +13,16 @@ import json
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from pytest_guards.faults._behaviours import BehaviourError, Script, ScriptCursor, UnmatchedRequestError
 from pytest_guards.faults._format import parse_behaviours
 from pytest_guards.faults._render import Outcome, OutcomeKind, render
 
-__all__ = ["CallRecord", "ScriptBook", "ScriptedModels", "json_body"]
+__all__ = ["CallRecord", "ScriptBook", "ScriptedModels", "call_record", "json_body"]
+
+#: request fields a call log shows (what a scenario may assert the model received)
+_REQUEST_FIELDS: Final = ("model", "messages", "temperature", "top_p", "max_tokens", "stream")
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +193,15 @@ class ScriptedModels:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(models={list(self.models)!r}, {self._where()})"
+
+
+def call_record(call: CallRecord) -> dict[str, Any]:
+    """One call as the control plane shows it (index, behaviour, outcome, status, the request's main fields)."""
+    request = call.request if isinstance(call.request, dict) else {}
+    return {
+        "index": call.index,
+        "behaviour": call.behaviour,
+        "outcome": call.outcome,
+        "status": call.status,
+        "request": {key: request[key] for key in _REQUEST_FIELDS if key in request},
+    }

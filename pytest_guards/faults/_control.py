@@ -21,14 +21,14 @@ from __future__ import annotations
 
 import hmac
 import json
-from typing import Any, Final
+from typing import Final
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from pytest_guards.faults._behaviours import BehaviourError
-from pytest_guards.faults._book import CallRecord, ScriptedModels
+from pytest_guards.faults._book import ScriptedModels, call_record
 from pytest_guards.faults._format import parse_behaviours
 
 __all__ = ["CONTROL_PREFIX", "CONTROL_TOKEN_ENV", "control_routes"]
@@ -38,8 +38,6 @@ CONTROL_PREFIX: Final = "/_control"
 CONTROL_TOKEN_ENV: Final = "FAKE_LLM_CONTROL_TOKEN"
 #: the largest behaviour body the control plane reads (a script is a few hundred bytes)
 _MAX_BODY: Final = 64 * 1024
-#: request fields a call log shows (what a scenario may assert the model received)
-_REQUEST_FIELDS: Final = ("model", "messages", "temperature", "top_p", "max_tokens", "stream")
 
 
 def control_routes(models: ScriptedModels, token: str) -> list[BaseRoute]:
@@ -57,17 +55,6 @@ def control_routes(models: ScriptedModels, token: str) -> list[BaseRoute]:
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def _record(call: CallRecord) -> dict[str, Any]:
-    request = call.request if isinstance(call.request, dict) else {}
-    return {
-        "index": call.index,
-        "behaviour": call.behaviour,
-        "outcome": call.outcome,
-        "status": call.status,
-        "request": {key: request[key] for key in _REQUEST_FIELDS if key in request},
-    }
 
 
 class _ControlPlane:
@@ -118,7 +105,7 @@ class _ControlPlane:
         if refused is not None:
             return refused
         model = request.path_params["model"]
-        return JSONResponse({"model": model, "calls": [_record(c) for c in self._models.calls(model)]})
+        return JSONResponse({"model": model, "calls": [call_record(c) for c in self._models.calls(model)]})
 
     async def reset(self, request: Request) -> Response:
         refused = self._refused(request)

@@ -2,8 +2,9 @@
 
 The flow: ``_model`` loads a file (``${env:}`` substitution via ``_expressions``, validation against
 ``_schema``'s shipped schema) into a :class:`Scenario`; ``_items`` collects it as a pytest item, which
-runs it with ``_run`` against one of ``_targets``, recording a ``_timeline``; ``_verdict`` turns the
-results into SAFE / DO NOT PROMOTE. This package uses ``pytest_guards.faults`` and ``pytest_guards.network``; they never use it.
+runs it with ``_run`` against one of ``_targets`` (a live one injects faults through ``_live_faults``),
+recording a ``_timeline``; ``_verdict`` turns the results into SAFE / DO NOT PROMOTE. This package
+uses ``pytest_guards.faults`` and ``pytest_guards.network``; they never use it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,13 @@ from __future__ import annotations
 from pytest_guards.scenarios._config_expr import ConfigExpression, ExpressionError, parse_expression
 from pytest_guards.scenarios._expressions import MISSING, Judge, check, describe, lookup, show, substitute
 from pytest_guards.scenarios._items import InvalidScenarioItem, ScenarioFile, ScenarioItem
+from pytest_guards.scenarios._live_faults import (
+    CONTROL_TOKEN_ENV,
+    LiveDependencies,
+    LiveFaults,
+    TargetFileError,
+    load_target_file,
+)
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
 from pytest_guards.scenarios._policy import (
     CHECKLIST_DIR,
@@ -39,6 +47,7 @@ from pytest_guards.scenarios._verdict import INCONCLUSIVE, ITEM_TITLES, SAFE, UN
 __all__ = [
     "CHECKLIST_DIR",
     "CHECKLIST_ITEMS",
+    "CONTROL_TOKEN_ENV",
     "INCONCLUSIVE",
     "ITEM_TITLES",
     "MISSING",
@@ -57,6 +66,8 @@ __all__ = [
     "InProcessTarget",
     "InvalidScenarioItem",
     "Judge",
+    "LiveDependencies",
+    "LiveFaults",
     "LiveTarget",
     "Loosened",
     "NetworkTarget",
@@ -72,6 +83,7 @@ __all__ = [
     "ScenarioResult",
     "Step",
     "Target",
+    "TargetFileError",
     "Timeline",
     "Verdict",
     "check",
@@ -79,6 +91,7 @@ __all__ = [
     "health_of",
     "load_policy",
     "load_scenario",
+    "load_target_file",
     "lookup",
     "parse_expression",
     "resolve_scenario",

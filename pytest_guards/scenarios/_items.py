@@ -29,7 +29,8 @@ from pytest_guards.network import (
     ToxiproxyUnavailable,
     in_ci,
 )
-from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, load_scenario, resolve_scenario
+from pytest_guards.scenarios._live_faults import LiveDependencies, LiveFaults
+from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario, unreachable
 from pytest_guards.scenarios._targets import FleetTarget, InProcessTarget, LiveTarget, NetworkTarget
@@ -49,6 +50,10 @@ class ScenarioFile(pytest.File):
     policy: Policy | None = None
     target_url: str | None = None
     network: NetworkResources
+    #: what a live canary depends on (fake LLM control plane, Toxiproxy) for live fault scenarios
+    live_deps: LiveDependencies = LiveDependencies()
+    #: a live scenario whose waits add up past this many seconds is skipped (the run's real-time budget)
+    live_max_wait: float = 120.0
 
     #: scenario id -> the file that claimed it first (shared by every file of the session)
     seen_ids: dict[str, Path]
@@ -254,7 +259,7 @@ class ScenarioItem(pytest.Item):
                 async with httpx.AsyncClient(base_url=service.url, timeout=httpx.Timeout(30.0, connect=5.0)) as client:
                     target = NetworkTarget(service.system, client, fake, per_model)
                     for model, spec in scenario.given_network.items():
-                        target.network(model, spec)
+                        await target.network(model, spec)
                     self.timeline = Timeline(target.elapsed, kind="real", file=str(scenario.file))
                     await run_scenario(
                         scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline
@@ -268,21 +273,70 @@ class ScenarioItem(pytest.Item):
             raise ScenarioFailure(scenario, None, [str(exc)]) from None
 
     async def _run_live(self, url: str) -> None:
+        parent = self.parent
+        assert isinstance(parent, ScenarioFile)
+        deps = parent.live_deps
+        scenario = self.scenario
+        if scenario.injects_live_faults:
+            missing = deps.missing(scenario.requires)
+            if missing is not None:
+                pytest.skip(f"a live fault scenario: {missing}")
         timeout = httpx.Timeout(30.0, connect=5.0)
-        async with httpx.AsyncClient(base_url=url, timeout=timeout) as client:
-            target = LiveTarget(client)
-            self.timeline = Timeline(file=str(self.scenario.file))  # real time from here
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=timeout) as client,
+            LiveFaults(deps, scenario.id) as faults,  # on exit: every fault undone, pass or fail
+        ):
+            target = LiveTarget(client, faults if scenario.injects_live_faults else None)
+            self.timeline = Timeline(target.elapsed, kind="real", file=str(scenario.file))
             try:
-                scenario = self.scenario
-                if scenario.expressions:  # ${config:...} from what the service reports it runs with
-                    scenario, problems = resolve_scenario(scenario, await target.settings())
-                    if problems:
-                        raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
-                await run_scenario(scenario, target, policy=self._policy, timeline=self.timeline)
-            except (httpx.HTTPError, RuntimeError) as exc:
-                raise ScenarioFailure(
-                    self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)
-                ) from None
+                await self._live_steps(scenario, target, faults, url)
+            except ScenarioFailure as failure:
+                left = await faults.cleanup()  # before the message is final: it says what is still on
+                if not left:
+                    raise
+                lines = [*failure.lines, f"and could not undo its faults: {'; '.join(left)}"]
+                raise ScenarioFailure(failure.scenario, failure.step, lines, inconclusive=failure.inconclusive) from None
+            finally:
+                self.virtual_seconds = target.elapsed()  # real seconds here: nothing is simulated
+            left = await faults.cleanup()  # (again on exit, where it is a no-op)
+            if left:
+                # the scenario held, but a fault it set is still on: the next ones would judge a broken canary
+                raise ScenarioFailure(self.scenario, None, [f"could not undo its faults: {'; '.join(left)}"], inconclusive=True)
+
+    async def _live_steps(self, scenario: Scenario, target: LiveTarget, faults: LiveFaults, url: str) -> None:
+        parent = self.parent
+        assert isinstance(parent, ScenarioFile)
+        try:
+            if scenario.expressions:  # ${config:...} from what the service reports it runs with
+                scenario, problems = resolve_scenario(scenario, await target.settings())
+                if problems:
+                    raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
+            waits = _total_wait(scenario.steps)
+            if waits > parent.live_max_wait:
+                pytest.skip(
+                    f"its waits add up to {waits:.0f} s with the service's settings, over the live wait budget "
+                    f"of {parent.live_max_wait:.0f} s (--live-max-wait)"
+                )
+            if scenario.injects_live_faults:
+                await self._live_given(scenario, faults)
+            await run_scenario(scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline)
+        except (httpx.HTTPError, RuntimeError) as exc:
+            raise ScenarioFailure(
+                self.scenario, None, [f"cannot read {url}: {type(exc).__name__}: {exc}"], inconclusive=unreachable(exc)
+            ) from None
+
+    async def _live_given(self, scenario: Scenario, faults: LiveFaults) -> None:
+        """Reach the control plane / Toxiproxy (unreachable or refusing: INCONCLUSIVE), then apply ``given``."""
+        try:
+            await faults.check()
+        except (httpx.HTTPError, RuntimeError) as exc:
+            raise ScenarioFailure(
+                scenario, None, [f"cannot use the canary's fault controls: {type(exc).__name__}: {exc}"], inconclusive=True
+            ) from None
+        for model, spec in scenario.given_llm_spec.items():
+            await faults.set_llm(model, spec)
+        for model, spec in scenario.given_network.items():
+            await faults.network(model, spec)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, ScenarioFailure):
@@ -291,3 +345,16 @@ class ScenarioItem(pytest.Item):
 
     def reportinfo(self) -> tuple[Path, int | None, str]:
         return Path(self.path), self.scenario.line - 1, f"scenario {self.scenario.id}: {self.scenario.title}"
+
+
+def _total_wait(steps: tuple[Step, ...]) -> float:
+    """The real seconds a scenario's ``wait`` steps add up to (a repeat's body counted ``times`` times)."""
+    total = 0.0
+    for step in steps:
+        if step.kind == "wait":
+            total += float(step.value)
+        elif step.kind == "repeat":
+            total += step.value["times"] * _total_wait(step.steps)
+        elif step.kind == "parallel":
+            total += _total_wait(step.steps)
+    return total

@@ -46,7 +46,12 @@ _IN_PROCESS_STEPS: Final = {
     "network": "inject network faults",
     "wait": "wait in real time",
 }
-_IN_PROCESS_EXPECT: Final = {"config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
+_IN_PROCESS_EXPECT: Final = {
+    "config": "the local config",
+    "calls": "LLM call logs",
+    "call_log": "LLM call logs",
+    "elapsed": "virtual time",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +89,8 @@ class Step:
     path: KeyPath
     line: int
     steps: tuple[Step, ...] = ()  # a repeat's body
+    #: an ``llm`` step's behaviours as written (what a live run sends to the fake LLM's control plane)
+    spec: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +114,8 @@ class Scenario:
     #: ``${config:...}`` expressions by where they are written, and the file's data they sit in
     expressions: dict[KeyPath, ConfigExpression] = field(default_factory=dict, repr=False)
     data: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: ``given.llm`` as written (what a live run sends to the fake LLM's control plane)
+    given_llm_spec: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def line_of(self, path: KeyPath) -> int:
         """The line of ``path`` (or of its closest written ancestor)."""
@@ -122,8 +131,13 @@ class Scenario:
 
     @property
     def needs_toxiproxy(self) -> bool:
-        """Runs the real service on a socket, its models behind Toxiproxy, in real time."""
-        return "toxiproxy" in self.requires
+        """Runs the real service on a socket, its models behind Toxiproxy, in real time (in process)."""
+        return "toxiproxy" in self.requires and self.target == "in_process"
+
+    @property
+    def injects_live_faults(self) -> bool:
+        """A live scenario that scripts the canary's models (control plane) or its network (Toxiproxy)."""
+        return self.target == "live" and bool(self.requires)
 
 
 def load_scenario(path: Path, environ: dict[str, str] | None = None) -> Scenario:
@@ -258,6 +272,7 @@ def _scenario(
         line=positions.get(("id",), Position(1, 1)).line,
         positions=positions,
         replicas=data.get("replicas", 1),
+        given_llm_spec=dict(given.get("llm", {})),
     )
 
 
@@ -362,11 +377,12 @@ def _steps(items: list[Any], path: KeyPath, positions: dict[KeyPath, Position], 
         (kind, value), = item.items()
         line = positions[step_path].line if step_path in positions else 0
         children: tuple[Step, ...] = ()
+        spec = None
         if kind in ("repeat", "parallel"):
             children = _steps(value["steps"], (*step_path, kind, "steps"), positions, scripts)
         elif kind == "llm":
-            value = {model: scripts[(*step_path, "llm", model)] for model in value}
-        out.append(Step(kind, value, step_path, line, children))
+            spec, value = value, {model: scripts[(*step_path, "llm", model)] for model in value}
+        out.append(Step(kind, value, step_path, line, children, spec))
     return tuple(out)
 
 
@@ -407,36 +423,56 @@ def _walk(steps: tuple[Step, ...]) -> Any:
 def _check_time(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
     """Network scenarios run in real time (Toxiproxy cannot be fooled by a virtual clock); the others never do."""
     network = "toxiproxy" in data.get("requires", ())
+    real_time = network or "llm_control" in data.get("requires", ())
     if data.get("given", {}).get("network") and not network:
         report(("given", "network"), "network faults need `requires: [toxiproxy]`")
     for step in _walk(steps):
         if step.kind == "network" and not network:
             report(step.path, "network faults need `requires: [toxiproxy]`")
-        elif step.kind == "wait" and not network:
-            report(step.path, "`wait` is real time, for toxiproxy scenarios only; use `advance` (virtual time)")
-        elif step.kind == "advance" and network:
-            report(step.path, "a toxiproxy scenario runs in real time: use `wait: seconds` (at most 30), not `advance`")
+        elif step.kind == "wait" and not real_time:
+            report(step.path, "`wait` is real time, for toxiproxy and live fault scenarios only; use `advance` (virtual time)")
+        elif step.kind == "advance" and real_time:
+            report(step.path, "a toxiproxy or live fault scenario runs in real time: use `wait: seconds`, not `advance`")
+
+
+def _live_allowed(target: Any, requires: set[str]) -> set[str]:
+    """The in-process-only steps and expectations a live scenario may use, given what it ``requires``."""
+    if target != "live" or not requires:
+        return set()
+    allowed = {"wait"}
+    if "llm_control" in requires:
+        allowed |= {"llm", "calls", "call_log", "elapsed"}
+    if "toxiproxy" in requires:
+        allowed |= {"network", "elapsed"}
+    return allowed
 
 
 def _check_live(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
-    why = f"target {data.get('target')!r} runs against a live service, which cannot"
+    """What a live scenario may do: only what the HTTP surface shows, plus faults through what it ``requires``.
+
+    ``requires: [llm_control]`` (``target: live``): ``given.llm``, ``llm`` steps, ``wait`` and the
+    ``calls`` / ``call_log`` / ``elapsed`` expectations, through the fake LLM's control plane;
+    ``requires: [toxiproxy]`` (``target: live``) adds ``network`` steps through Toxiproxy.
+    """
+    target = data.get("target")
+    why = f"target {target!r} runs against a live service, which cannot"
+    requires = set(data.get("requires", ()))
+    allowed = _live_allowed(target, requires)
     if "config" in data:
         report(("config",), f"{why} take config overrides (use target: in_process)")
-    if data.get("requires"):
-        report(("requires",), f"{why} put Toxiproxy in front of its models (use target: in_process)")
-    if data.get("given", {}).get("llm"):
-        report(("given", "llm"), f"{why} script LLM faults (use target: in_process)")
-
-    def walk(items: tuple[Step, ...]) -> None:
-        for step in items:
-            if step.kind in _IN_PROCESS_STEPS:
-                report(step.path, f"{why} {_IN_PROCESS_STEPS[step.kind]} (step {step.kind!r})")
-            if step.kind == "expect":
-                for key, what in _IN_PROCESS_EXPECT.items():
-                    if key in step.value:
-                        report((*step.path, "expect", key), f"{why} read {what}")
-            if step.kind == "brief" and isinstance(step.value, dict) and step.value.get("via") == "ensemble":
-                report((*step.path, "brief", "via"), f"{why} call the ensemble directly (use via: http)")
-            walk(step.steps)
-
-    walk(steps)
+    if requires and target != "live":
+        report(("requires",), f"{why} be given faults unless the scenario is target: live (use target: live or in_process)")
+    given = data.get("given", {})
+    for key, step, need in (("llm", "llm", "llm_control"), ("network", "network", "toxiproxy")):
+        if given.get(key) and step not in allowed:
+            report(("given", key), f"{why} have {key} faults without `requires: [{need}]`")
+    if given.get("mode"):
+        report(("given", "mode"), f"{why} have its mode set (ask for a mode in each brief instead)")
+    for step in _walk(steps):
+        if step.kind in _IN_PROCESS_STEPS and step.kind not in allowed:
+            report(step.path, f"{why} {_IN_PROCESS_STEPS[step.kind]} (step {step.kind!r})")
+        if step.kind == "expect":
+            for key in (k for k in _IN_PROCESS_EXPECT if k in step.value and k not in allowed):
+                report((*step.path, "expect", key), f"{why} read {_IN_PROCESS_EXPECT[key]}")
+        if step.kind == "brief" and isinstance(step.value, dict) and step.value.get("via") == "ensemble":
+            report((*step.path, "brief", "via"), f"{why} call the ensemble directly (use via: http)")

@@ -211,16 +211,16 @@ async def _wait(value: Any, target: Target, state: _State) -> None:
     await asyncio.sleep(value)  # real-time: a toxiproxy scenario's breaker timeouts pass for real
 
 
-async def _llm(value: Any, target: Target, state: _State) -> None:
+async def _llm(value: Any, target: Target, state: _State, spec: Any = None) -> None:
     for model, script in value.items():
-        _known(target, model)
-        target.set_llm(model, script)
+        await _known(target, model)
+        await target.set_llm(model, script, (spec or {}).get(model))
 
 
 async def _network(value: Any, target: Target, state: _State) -> None:
     for model, spec in value.items():
-        _known(target, model)
-        target.network(model, spec)
+        await _known(target, model)
+        await target.network(model, spec)
 
 
 async def _cache(value: Any, target: Target, state: _State) -> None:
@@ -240,14 +240,18 @@ _ACTIONS: Final[Mapping[str, Callable[[Any, Target, _State], Awaitable[None]]]] 
 
 
 async def _act(step: Step, target: Target, state: _State) -> None:
+    if step.kind == "llm":
+        await _llm(step.value, target, state, step.spec)
+        return
     action = _ACTIONS.get(step.kind)
     if action is not None:
         await action(step.value, target, state)
 
 
-def _known(target: Target, model: str) -> None:
-    if model not in target.config.model_names:
-        raise KeyError(f"no model {model!r} is configured (configured: {', '.join(target.config.model_names)})")
+async def _known(target: Target, model: str) -> None:
+    names = await target.model_names()
+    if model not in names:
+        raise KeyError(f"no model {model!r} is configured (configured: {', '.join(names)})")
 
 
 # ------------------------------------------------------------------------------------------ expectations
@@ -337,13 +341,31 @@ async def _expect_policy(want: Any, run: _Run, state: _State, judge: Judge) -> N
 
 
 async def _expect_calls(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    live = run.target.name == "live"
     for model, spec in want.items():
-        judge(f"calls to {model}", spec, run.target.calls(model))
+        count = len(await run.target.call_log(model)) if live else run.target.calls(model)
+        judge(f"calls to {model}", spec, count)
+
+
+async def _expect_call_log(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    """Checks on a model's call log: keys looked up in ``{count, first, last, last_message, calls}``."""
+    for model, checks in want.items():
+        log = await run.target.call_log(model)
+        view = {
+            "count": len(log),
+            "first": log[0] if log else MISSING,
+            "last": log[-1] if log else MISSING,
+            # the last message of the last call: on a re-ask, what the service told the model to fix
+            "last_message": lookup(log[-1], "request.messages")[-1] if log and lookup(log[-1], "request.messages") else MISSING,
+            "calls": log,
+        }
+        for key, spec in checks.items():
+            judge(f"call_log {model} {key}", spec, lookup(view, key))
 
 
 async def _expect_elapsed(want: Any, run: _Run, state: _State, judge: Judge) -> None:
     if run.elapsed is not None:
-        judge("virtual seconds elapsed", want, run.elapsed())
+        judge("real seconds elapsed" if run.target.name == "live" else "virtual seconds elapsed", want, run.elapsed())
 
 
 #: every ``expect`` key, in the order a report lists its failures
@@ -357,6 +379,7 @@ _EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable
     "config": _expect_config,
     "policy": _expect_policy,
     "calls": _expect_calls,
+    "call_log": _expect_call_log,
     "elapsed": _expect_elapsed,
 }
 

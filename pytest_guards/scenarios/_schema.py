@@ -22,7 +22,9 @@ CHECKLIST_ITEMS: Final = ("json_guard", "circuit_breaker", "cache", "health_chec
 TARGETS: Final = ("in_process", "live", "both")
 OPERATORS: Final = ("eq", "ne", "ge", "le", "gt", "lt", "in", "range", "regex")
 _MODES: Final = ["creative", "balanced", "fast"]
-REQUIREMENTS: Final = ("toxiproxy",)
+#: toxiproxy: network faults (in process: the service on a socket behind Toxiproxy; live: the canary's
+#: proxies); llm_control: a live canary's models scripted through the fake LLM's control plane
+REQUIREMENTS: Final = ("toxiproxy", "llm_control")
 #: Toxiproxy's toxic types and their attribute names (as its API spells them)
 TOXIC_ATTRIBUTES: Final = {
     "latency": ("latency", "jitter"),
@@ -81,6 +83,12 @@ _EXPECT: Final = {
         "metric": {"type": "array", "items": _METRIC_CHECK, "minItems": 1},
         "config": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         "calls": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        # per model: checks on its call log, keys looked up in {count, first, last, calls: [...]}
+        "call_log": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        },
         "elapsed": CHECK,
         # every bound of this checklist item in the policy (policy.yaml, or a team's tighter one)
         "policy": {"enum": list(CHECKLIST_ITEMS)},
@@ -188,7 +196,9 @@ STEP: dict[str, Any] = {
         ),
         _step("llm", _LLM_MAP),
         _step("network", _NETWORK_MAP),
-        _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 30}),
+        # real seconds (toxiproxy and live fault scenarios); a live run skips a scenario whose waits
+        # add up past its --live-max-wait
+        _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
         _step("cache", {"enum": ["cleanup", "clear"]}),
         _step("expect", _EXPECT),
         _step("repeat", _REPEAT),

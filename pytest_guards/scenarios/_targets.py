@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 import httpx
 
 from fragrance_ai.config_loader import Config
-from pytest_guards.faults import Script, ScriptedModels
+from pytest_guards.faults import Script, ScriptedModels, call_record
 from pytest_guards.harness import GuardHarness
 from pytest_guards.metrics import MetricsProbe
 
 if TYPE_CHECKING:
     from fragrance_ai.service.system import GuardSystem
     from pytest_guards.network import RedisServer, ToxicProxy
+    from pytest_guards.scenarios._live_faults import LiveFaults
 
 __all__ = ["FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
 
@@ -48,13 +49,16 @@ class Target(Protocol):
     async def settings(self) -> dict[str, Any]: ...
     async def snapshot(self) -> dict[str, Any]: ...
 
+    async def model_names(self) -> tuple[str, ...]: ...
+    async def call_log(self, model: str) -> list[dict[str, Any]]: ...
+    async def set_llm(self, model: str, script: Script, spec: Any) -> None: ...
+    async def network(self, model: str, spec: Any) -> None: ...
+
     @property
     def config(self) -> Config: ...
     def calls(self, model: str) -> int: ...
-    def set_llm(self, model: str, script: Script) -> None: ...
     def cache_op(self, op: str) -> None: ...
     def advance(self, seconds: float) -> None: ...
-    def network(self, model: str, spec: Any) -> None: ...
 
 
 def _decode(response: httpx.Response) -> Any:
@@ -136,9 +140,15 @@ class _SystemInThisProcess(_HTTPMixin):
             "cache": None if stats is None else {"size": stats["size"], "hit_rate": round(stats["hit_rate"], 4)},
         }
 
-    def set_llm(self, model: str, script: Script) -> None:
+    async def set_llm(self, model: str, script: Script, spec: Any) -> None:
         self._calls_before_set[model] = self.calls(model)
         self.llm.set(model, script)
+
+    async def model_names(self) -> tuple[str, ...]:
+        return tuple(self.system.config.model_names)
+
+    async def call_log(self, model: str) -> list[dict[str, Any]]:
+        return [call_record(c) for c in self.llm.calls(model)]
 
     def calls(self, model: str) -> int:
         return self._calls_before_set.get(model, 0) + self.llm.call_count(model)
@@ -178,7 +188,7 @@ class InProcessTarget(_SystemInThisProcess):
     def advance(self, seconds: float) -> None:
         self.harness.clock.advance(seconds)
 
-    def network(self, model: str, spec: Any) -> None:
+    async def network(self, model: str, spec: Any) -> None:
         raise RuntimeError("network faults need `requires: [toxiproxy]`")
 
 
@@ -258,7 +268,7 @@ class NetworkTarget(_SystemInThisProcess):
         self.metrics.mark()
         self._started = time.monotonic()
 
-    def network(self, model: str, spec: Any) -> None:
+    async def network(self, model: str, spec: Any) -> None:
         """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy."""
         proxy = self.proxies[model]
         if spec == "down":
@@ -278,18 +288,30 @@ class NetworkTarget(_SystemInThisProcess):
 
 
 class LiveTarget(_HTTPMixin):
-    """A running service reached over HTTP (pre-promotion): only what its endpoints show."""
+    """A running service reached over HTTP (pre-promotion): only what its endpoints show.
+
+    With ``faults`` (the fake LLM's control plane and Toxiproxy in front of the canary's models) it
+    also scripts the models, injects network faults and reads the models' call logs; ``calls`` there
+    count since the scenario's last ``llm`` step for that model (the control plane restarts a log
+    when a script is set). ``elapsed`` is real seconds since the scenario started.
+    """
 
     name = "live"
 
-    def __init__(self, client: httpx.AsyncClient) -> None:
+    def __init__(self, client: httpx.AsyncClient, faults: LiveFaults | None = None) -> None:
         self.client = client
+        self.faults = faults
         self._text = ""
         self.metrics = MetricsProbe.from_text(lambda: self._text)
+        self._started = time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self._started
 
     async def prepare(self) -> None:
         await self.refresh_metrics()
         self.metrics.mark()
+        self._started = time.monotonic()
 
     async def breaker_states(self) -> dict[str, str]:
         models = (await self._guards()).get("circuit_breaker", {}).get("models", {})
@@ -321,6 +343,25 @@ class LiveTarget(_HTTPMixin):
             raise RuntimeError(f"GET /metrics answered HTTP {response.status_code}")
         self._text = response.text
 
+    async def model_names(self) -> tuple[str, ...]:
+        """The canary's models, as ``/health/guards`` names them."""
+        models = (await self.settings()).get("llm", {}).get("models", {})
+        return tuple(models)
+
+    def _faults(self, what: str) -> LiveFaults:
+        if self.faults is None:
+            self._cannot(what)
+        return self.faults
+
+    async def set_llm(self, model: str, script: Script, spec: Any) -> None:
+        await self._faults("script LLM faults without the fake LLM's control plane").set_llm(model, spec)
+
+    async def network(self, model: str, spec: Any) -> None:
+        await self._faults("inject network faults without Toxiproxy").network(model, spec)
+
+    async def call_log(self, model: str) -> list[dict[str, Any]]:
+        return await self._faults("read LLM call logs without the fake LLM's control plane").calls(model)
+
     # what only an in-process target can do (the loader refuses such scenarios for a live target)
 
     def _cannot(self, what: str) -> NoReturn:
@@ -331,16 +372,10 @@ class LiveTarget(_HTTPMixin):
         self._cannot("read the local config")
 
     def calls(self, model: str) -> int:
-        self._cannot("read LLM call logs")
-
-    def set_llm(self, model: str, script: Script) -> None:
-        self._cannot("script LLM faults")
+        self._cannot("count LLM calls synchronously (use the call log)")
 
     def cache_op(self, op: str) -> None:
         self._cannot("reach the cache")
 
     def advance(self, seconds: float) -> None:
         self._cannot("move virtual time")
-
-    def network(self, model: str, spec: Any) -> None:
-        self._cannot("inject network faults")

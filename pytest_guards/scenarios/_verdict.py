@@ -56,6 +56,8 @@ class Verdict:
     #: the checklist items this run verifies (``--guards-item``); empty: all four
     items: tuple[str, ...] = ()
     policy: Policy | None = None
+    #: real seconds the whole run took (set when the session ends)
+    seconds: float = 0.0
 
     @property
     def checked_items(self) -> tuple[str, ...]:
@@ -124,6 +126,8 @@ class Verdict:
 
     def lines(self) -> list[str]:
         out = [f"target: {self.target}" + (f"   config: {self.config_source}" if self.config_source else "")]
+        if self.seconds:
+            out.append(f"took {self.seconds:.1f} s (real time)")
         if self.policy is not None and len(self.policy.sources) > 1:
             out.append("policy: " + " + ".join(self.policy.sources[1:]) + " over the shipped policy")
         for loosened in self.policy.describe_loosened() if self.policy is not None else ():
@@ -157,6 +161,7 @@ class Verdict:
             "target": self.target,
             "config": self.config_source,
             "reasons": self.reasons(),
+            "seconds": round(self.seconds, 3),
             "items": {c: self.item(c) for c in self.checked_items},
             "policy": self.policy.to_dict() if self.policy is not None else None,
             "scenarios": [asdict(r) for r in self.results],

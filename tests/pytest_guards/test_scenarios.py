@@ -284,10 +284,10 @@ def test_network_faults_need_toxiproxy_and_real_time(guards: pytest.Pytester) ->
     result.stdout.fnmatch_lines_random(
         [
             esc("*a.scenario.yaml:5:5: steps[0]: network faults need `requires: [toxiproxy]`*"),
-            esc("*b.scenario.yaml:6:5: steps[0]: a toxiproxy scenario runs in real time: use `wait: seconds`*"),
-            esc("*c.scenario.yaml:5:5: steps[0]: `wait` is real time, for toxiproxy scenarios only*"),
+            esc("*b.scenario.yaml:6:5: steps[0]: a toxiproxy or live fault scenario runs in real time: use `wait: seconds`*"),
+            esc("*c.scenario.yaml:5:5: steps[0]: `wait` is real time, for toxiproxy and live fault scenarios only*"),
             "*d.scenario.yaml:4:1: requires: target 'both' runs against a live service, "
-            "which cannot put Toxiproxy in front of its models*",
+            "which cannot be given faults unless the scenario is target: live*",
         ]
     )
 
