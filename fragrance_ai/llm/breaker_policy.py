@@ -69,6 +69,18 @@ class FailureRateWindow:
         i += 1
         self._next = 0 if i == self.size else i
 
+    def record_success(self) -> None:
+        """``record(False)`` for the common case, with no ring write unless a failure drops out."""
+        i = self._next
+        if self.count == self.size:
+            if self._ring[i]:
+                self._ring[i] = False
+                self.failures -= 1
+        else:
+            self.count += 1  # a slot not yet written holds False
+        i += 1
+        self._next = 0 if i == self.size else i
+
     @property
     def rate(self) -> float:
         """Failures / outcomes in the window (0.0 when empty)."""

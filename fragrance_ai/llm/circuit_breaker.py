@@ -98,28 +98,10 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_clock",
-        "_generation",
-        "_in_flight",
-        "_listeners",
-        "_lock",
-        "_opened_at",
-        "_state",
-        "_trial_successes",
-        "_window",
-        "enabled",
-        "failure_threshold",
-        "failures_total",
-        "half_open_requests",
-        "is_failure",
-        "minimum_calls",
-        "model",
-        "opened_total",
-        "rejected_total",
-        "requests_total",
-        "success_threshold",
-        "timeout",
-        "window_size",
+        "_clock", "_generation", "_in_flight", "_listeners", "_lock", "_opened_at", "_state", "_trial_successes",
+        "_window", "enabled", "failure_threshold", "failures_total", "half_open_requests", "is_failure",
+        "minimum_calls", "model", "opened_total", "rejected_total", "requests_total", "success_threshold",
+        "timeout", "window_size",
     )
 
     def __init__(
@@ -192,7 +174,7 @@ class CircuitBreaker:
         except BaseException as exc:
             self._after_call(token, self._classify(exc))
             raise
-        self._after_call(token, _SUCCESS)
+        self._succeeded(token)
         return result
 
     async def acall(self, afunc: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -205,7 +187,7 @@ class CircuitBreaker:
         except BaseException as exc:
             self._after_call(token, self._classify(exc))
             raise
-        self._after_call(token, _SUCCESS)
+        self._succeeded(token)
         return result
 
     @property
@@ -280,6 +262,19 @@ class CircuitBreaker:
             logger.exception("is_failure(%r) raised for breaker %r; counting the call as a failure", exc, self.model)
             return _FAILURE
 
+    def _succeeded(self, token: int) -> None:
+        """``_after_call(token, _SUCCESS)``, the closed breaker's case first (every request takes it)."""
+        lock = self._lock
+        lock.acquire()  # not ``with``: half the lock overhead on CPython 3.11, on every request
+        try:
+            if token == self._generation and self._state is CLOSED:
+                self.requests_total += 1
+                self._window.record_success()
+                return
+        finally:
+            lock.release()
+        self._after_call(token, _SUCCESS)
+
     def _after_call(self, token: int, outcome: int) -> None:
         """Apply the outcome of a call admitted with ``token``; stale generations only move the counters."""
         event: tuple[str, str] | None = None
@@ -292,7 +287,7 @@ class CircuitBreaker:
                 return  # admitted before the last transition: says nothing about the current state
             if self._state is CLOSED:
                 if outcome == _SUCCESS:
-                    self._window.record(False)
+                    self._window.record_success()
                     return
                 if outcome == _IGNORED:
                     return
@@ -485,14 +480,16 @@ class LLMCircuitBreakerManager:
         return all(breaker.state != OPEN for breaker in self.breakers.values())
 
     def evaluate_upshift(self) -> str | None:
-        """Let the mode controller upshift once no breaker has been open for its quiet period.
+        """Let the mode controller upshift after a quiet period with no breaker open.
 
-        Half-open counts as quiet: a model that a downshifted mode no longer calls first (qwen is last
-        in balanced and absent from fast) would otherwise stay half-open forever and pin the service
-        in its lowest mode. Upshifting puts it back in front; if it still fails it reopens, which
-        downshifts again.
-        """
+        Half-open is quiet: else a model a downshifted mode no longer calls first would pin the lowest mode."""
         return self.mode_controller.evaluate(self.none_open())
+
+    def current_mode(self) -> str:
+        """The mode to serve now; :meth:`evaluate_upshift` first only below the initial mode (no state reads above)."""
+        mode = self.mode_controller.get_current_mode()
+        moved = self.evaluate_upshift() if self.mode_controller.can_upshift_from(mode) else None
+        return mode if moved is None else moved
 
     def __repr__(self) -> str:
         return f"LLMCircuitBreakerManager(states={self.states()!r}, mode={self.mode_controller.mode!r})"

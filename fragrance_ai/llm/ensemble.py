@@ -181,9 +181,8 @@ class LLMEnsemble:
 
     async def _brief(self, prompt: str, mode: str | None) -> BriefResult:
         """:meth:`generate_brief` without the counting."""
-        controller = self.breakers.mode_controller
-        self.breakers.evaluate_upshift()
-        mode = mode or controller.get_current_mode()
+        current = self.breakers.current_mode()  # upshifts first when it can, as the health check does
+        mode = mode or current
         if mode not in self.config.modes:
             raise ValueError(f"unknown mode {mode!r}; expected one of {', '.join(self.config.modes)}")
         if self.cache is None:

@@ -233,6 +233,22 @@ class GuardRun:
         self._closed = False
 
     @property
+    def compiled(self) -> CompiledSchema:
+        """The schema this run judges against."""
+        return self._compiled
+
+    def judged(self, answer: object, outcome: Any) -> Verdict:
+        """:meth:`judge` for a first answer the caller judged already (``guard._judge``), not judged twice."""
+        if self._closed or self._judged:
+            raise RuntimeError("judged() takes the first answer of an open run")
+        self._judged = 1
+        return self._apply(answer, outcome)
+
+    def finish_quietly(self) -> None:
+        """Close the run without counting: the caller counts its outcome itself (the guard's accepted fast path)."""
+        self._closed = True
+
+    @property
     def attempts(self) -> int:
         """Answers asked for so far: the first one plus one per re-ask begun."""
         return self._reasks + 1

@@ -36,6 +36,7 @@ from fragrance_ai.constants import JSON_FAILURE_REASONS, Reason
 from fragrance_ai.llm.guard_run import (
     DEFAULT_FALLBACK,
     MISSING,
+    OFFLOAD_CHARS,
     AttemptError,
     GuardResult,
     GuardRun,
@@ -247,7 +248,10 @@ class JSONHardGuard:
         that try other models first and fall back themselves (see :meth:`fallback`).
         """
         with self.start(schema, fallback, can_reask=regenerate is not None, use_fallback=use_fallback) as run:
-            verdict = run.judge(llm_output)
+            outcome = self._judge(llm_output, run.compiled)
+            if not isinstance(outcome, Rejection):  # accepted at once: the common case, without the run's machinery
+                return self._accepted(run, outcome)
+            verdict = run.judged(llm_output, outcome)
             while not verdict.done:
                 run.sleep(verdict.delay)
                 verdict = run.judge(_ask(cast(SyncRegenerate, regenerate), run.begin_reask()))
@@ -264,7 +268,13 @@ class JSONHardGuard:
     ) -> GuardResult:
         """Async twin of :meth:`guard`: awaits ``regenerate``, sleeps with ``asleep``, judges a large answer off the loop."""
         with self.start(schema, fallback, can_reask=regenerate is not None, use_fallback=use_fallback) as run:
-            verdict = await run.ajudge(llm_output)
+            if isinstance(llm_output, str) and len(llm_output) <= OFFLOAD_CHARS:  # judged on the loop, as ajudge would
+                outcome = self._judge(llm_output, run.compiled)
+                if not isinstance(outcome, Rejection):
+                    return self._accepted(run, outcome)
+                verdict = run.judged(llm_output, outcome)
+            else:
+                verdict = await run.ajudge(llm_output)
             while not verdict.done:
                 await run.asleep(verdict.delay)
                 verdict = await run.ajudge(await _aask(cast(AsyncRegenerate, regenerate), run.begin_reask()))
@@ -360,6 +370,14 @@ class JSONHardGuard:
             "JSON guard: attempt %d rejected (%s): %s; answer: %r",
             error.attempt, error.reason, clip(error.message), shown,
         )
+
+    def _accepted(self, run: GuardRun, value: Any) -> GuardResult:
+        """End ``run`` with its first answer accepted: the counting of :meth:`_record` for that case only."""
+        run.finish_quietly()
+        with self._lock:
+            self.requests_total += 1
+            self.retry_histogram[0] += 1
+        return GuardResult(value, "model", 1, ())
 
     def _record(self, errors: list[AttemptError], reasks: int, outcome: str, stop: StopReason) -> None:
         with self._lock:

@@ -87,6 +87,14 @@ class ModeController:
         """The current mode (the checklist's name for :attr:`mode`)."""
         return self._mode
 
+    def can_upshift_from(self, mode: str) -> bool:
+        """Whether ``mode`` is below the initial mode, i.e. whether :meth:`evaluate` could move it up.
+
+        At or above the initial mode an evaluation changes nothing that matters: the quiet period it
+        might restart is restarted anyway by the next mode change, the only way below the initial mode.
+        """
+        return _INDEX[mode] > _INDEX[self.initial_mode]
+
     def seconds_until_upshift(self) -> float | None:
         """Seconds of all-closed quiet still needed before the next upshift; ``None`` when at the initial mode."""
         with self._lock:

@@ -17,6 +17,7 @@ it), hold a lock across a Redis command, or log per call.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import uuid
@@ -32,9 +33,8 @@ from fragrance_ai.config_state import StateConfig
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
     from redis import Redis
-    from redis.commands.core import Script
 
-__all__ = ["UNAVAILABLE", "RedisLink", "StateUnavailableError", "connect"]
+__all__ = ["UNAVAILABLE", "LuaScript", "RedisLink", "StateUnavailableError", "connect"]
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -71,6 +71,32 @@ def connect(url: str, *, socket_timeout: float) -> Redis:
         health_check_interval=0,
         retry=Retry(NoBackoff(), 1),
     )
+
+
+class LuaScript:
+    """A Lua script sent as ``EVALSHA`` (its SHA1 computed once); loaded again when Redis answers NOSCRIPT.
+
+    redis-py's ``Script`` does the same but imports and type-checks on every call; this one is one
+    ``execute_command``. A Redis that restarted or ran ``SCRIPT FLUSH`` answers NOSCRIPT once: the
+    script is loaded (``SCRIPT LOAD``) and the call sent again.
+    """
+
+    __slots__ = ("_noscript", "sha", "text")
+
+    def __init__(self, text: str) -> None:
+        import redis.exceptions
+
+        self.text = text
+        self.sha = hashlib.sha1(text.encode()).hexdigest()
+        self._noscript = redis.exceptions.NoScriptError
+
+    def __call__(self, *, keys: list[str], args: list[str | float], client: Redis) -> Any:
+        """The script's reply for ``keys`` and ``args``, run on ``client``."""
+        try:
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
+        except self._noscript:
+            client.script_load(self.text)
+            return client.execute_command("EVALSHA", self.sha, len(keys), *keys, *args)  # type: ignore[no-untyped-call]
 
 
 def _unavailable_errors() -> tuple[type[BaseException], ...]:
@@ -132,9 +158,9 @@ class RedisLink:
             self._ids += 1
             return f"{self.replica}:{self._ids}"
 
-    def script(self, text: str) -> Script:
-        """Register a Lua script (sent by SHA; loaded on first use)."""
-        return self.client.register_script(text)
+    def script(self, text: str) -> LuaScript:
+        """A Lua script for :meth:`eval` (sent by SHA; loaded on first use and after a NOSCRIPT)."""
+        return LuaScript(text)
 
     # ------------------------------------------------------------------------------------ calling
 
@@ -153,6 +179,18 @@ class RedisLink:
             return self._fallback("Redis is down (waiting for the retry interval)")
         try:
             reply = command(self.client)
+        except self._errors as exc:
+            return self._failed(exc)
+        if not self._up:
+            self._recovered()
+        return reply
+
+    def eval(self, script: LuaScript, keys: list[str], args: list[str | float]) -> Any:
+        """``script``'s reply, or :data:`UNAVAILABLE` as :meth:`run` (its fast path: no closure per call)."""
+        if not self._up and self._clock() < self._retry_at:
+            return self._fallback("Redis is down (waiting for the retry interval)")
+        try:
+            reply = script(keys=keys, args=args, client=self.client)
         except self._errors as exc:
             return self._failed(exc)
         if not self._up:

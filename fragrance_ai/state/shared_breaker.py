@@ -25,7 +25,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from fragrance_ai.llm.breaker_policy import CLOSED, HALF_OPEN, OPEN, CircuitBreakerOpenError
 from fragrance_ai.llm.circuit_breaker import _FAILURE, _SUCCESS, CircuitBreaker
-from fragrance_ai.state.breaker_scripts import ADMIT, RECORD, VIEW
+from fragrance_ai.state.breaker_scripts import ADMIT, RECORD, RECORD_MOVED, RECORD_STATES, VIEW
 from fragrance_ai.state.link import UNAVAILABLE, RedisLink
 
 __all__ = ["SharedCircuitBreaker"]
@@ -34,6 +34,10 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 _STATES: Final = {"closed": CLOSED, "open": OPEN, "half_open": HALF_OPEN}
+#: RECORD's integer reply -> (state, moved_from); see breaker_scripts.RECORD_STATES
+_RECORDED: Final = {
+    state + 4 * moved: (RECORD_STATES[state], RECORD_MOVED[moved]) for state in range(3) for moved in range(4)
+}
 
 
 def _text(value: Any) -> str:
@@ -43,7 +47,7 @@ def _text(value: Any) -> str:
 class SharedCircuitBreaker(CircuitBreaker):
     """A CircuitBreaker on the fleet's Redis state (see the module docstring); built by the manager's factory."""
 
-    __slots__ = ("_admit", "_keys", "_link", "_record", "_seen", "_seen_at", "_view")
+    __slots__ = ("_admit", "_keys", "_link", "_record", "_record_tail", "_seen", "_seen_at", "_view")
 
     def __init__(self, *args: Any, link: RedisLink, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -53,6 +57,10 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._admit = link.script(ADMIT)
         self._record = link.script(RECORD)
         self._view = link.script(VIEW)
+        #: RECORD's arguments after (now, token, outcome, call id): the breaker's settings, fixed
+        self._record_tail: list[str | float] = [
+            self.window_size, self.minimum_calls, self.failure_threshold, self.success_threshold, 1 if self.enabled else 0
+        ]
         #: the fleet state this replica saw last (from any script reply), and when it asked (local clock)
         self._seen: str = CLOSED
         self._seen_at = -math.inf
@@ -94,9 +102,9 @@ class SharedCircuitBreaker(CircuitBreaker):
             call_id = link.call_id()
             keys = self._keys
             args: list[str | float] = [link.now_arg(), self.timeout, self.half_open_requests, call_id, self.timeout]
-            reply = link.run(lambda client: self._admit(keys=keys, args=args, client=client))
+            reply = link.eval(self._admit, keys, args)
             if reply is not UNAVAILABLE:
-                admitted, state, gen, retry, moved = reply  # type: ignore[misc]
+                admitted, state, gen, retry, moved = reply
                 new = self._saw(state, moved, asked)
                 if admitted:
                     return True, int(gen), call_id
@@ -119,19 +127,13 @@ class SharedCircuitBreaker(CircuitBreaker):
             if outcome == _FAILURE:
                 self.failures_total += 1
         link = self._link
-        keys = self._keys
         asked = self._clock()
-        args: list[str | float] = [
-            link.now_arg(), token, outcome, call_id, self.window_size, self.minimum_calls,
-            self.failure_threshold, self.success_threshold, 1 if self.enabled else 0,
-        ]
-        if token == -1:
-            # admitted on a closed view: the outcome belongs to whatever generation is current, as long
-            # as it is still closed (RECORD checks the state); one script reads and writes atomically
-            args[1] = "cur"
-        reply = link.run(lambda client: self._record(keys=keys, args=args, client=client))
+        # admitted on a closed view (token -1): the outcome belongs to whatever generation is current, as
+        # long as it is still closed (RECORD checks the state); one script reads and writes atomically
+        args: list[str | float] = [link.now_arg(), "cur" if token == -1 else token, outcome, call_id, *self._record_tail]
+        reply = link.eval(self._record, self._keys, args)
         if reply is not UNAVAILABLE:
-            state, _gen, moved = reply  # type: ignore[misc]
+            state, moved = _RECORDED[reply]
             self._saw(state, moved, asked)
 
     def _saw(self, state: Any, moved: Any, asked: float) -> str:
@@ -153,11 +155,11 @@ class SharedCircuitBreaker(CircuitBreaker):
         asked = self._clock()
         keys = self._keys
         args: list[str | float] = [link.now_arg(), self.timeout]
-        reply = link.run(lambda client: self._view(keys=keys, args=args, client=client))
+        reply = link.eval(self._view, keys, args)
         if reply is UNAVAILABLE:
             return None
-        self._seen, self._seen_at = _STATES[_text(reply[0])], asked  # type: ignore[index]
-        return reply  # type: ignore[return-value]
+        self._seen, self._seen_at = _STATES[_text(reply[0])], asked
+        return reply  # type: ignore[no-any-return]
 
     @property
     def state(self) -> str:

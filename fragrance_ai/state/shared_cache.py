@@ -44,14 +44,15 @@ local now = now_s(ARGV[1])
 
 #: KEYS: value, lru, lease, landed; ARGV: now, key, holder, lease seconds, lead (1: take the lease on a miss),
 #: the leader this caller waited for ('' if none)
-#: -> {'hit', payload} | {'landed', payload} | {'expired' or 'miss', 'lead' | 'wait' | 'free', leader}
+#: -> payload (a hit: one bulk string, the cheapest reply) | {'landed', payload}
+#:    | {'expired' or 'miss', 'lead' | 'wait' | 'free', leader}
 _GET: Final = _PRELUDE + """
 local v = redis.call('HMGET', KEYS[1], 'p', 'd')
 local how = 'miss'
 if v[1] then
   if tonumber(v[2]) > now then
     redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[2] .. ':seq'), ARGV[2])
-    return {'hit', v[1]}
+    return v[1]
   end
   redis.call('DEL', KEYS[1])
   redis.call('ZREM', KEYS[2], ARGV[2])
@@ -150,13 +151,14 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         tag = self._tag
         return [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lease:{key}", f"{tag}:v:", f"{tag}:f:{key}"]
 
-    def _lookup(self, key: str, holder: str, lead: bool, leader: str = "") -> list[Any] | None:
+    def _lookup(self, key: str, holder: str, lead: bool, leader: str = "") -> bytes | list[Any] | None:
+        """The payload on a hit (bytes), else the script's list (see ``_GET``); None when Redis does not answer."""
         link = self._link
-        k = self._keys(key)
-        keys = [k[0], k[1], k[2], k[4]]
+        tag = self._tag
+        keys = [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lease:{key}", f"{tag}:f:{key}"]
         args: list[str | float] = [link.now_arg(), key, holder, self._lease_seconds, "1" if lead else "0", leader]
-        reply = link.run(lambda client: self._get(keys=keys, args=args, client=client))
-        return None if reply is UNAVAILABLE else reply  # type: ignore[return-value]
+        reply = link.eval(self._get, keys, args)
+        return None if reply is UNAVAILABLE else reply
 
     def _store(self, key: str, holder: str, payload: str, store: bool = True) -> None:
         link = self._link
@@ -164,9 +166,9 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         args: list[str | float] = [
             link.now_arg(), key, holder, payload, self.ttl_seconds, self.max_size, "1" if store else "0"
         ]
-        reply = link.run(lambda client: self._set(keys=keys, args=args, client=client))
+        reply = link.eval(self._set, keys, args)
         if reply is not UNAVAILABLE:
-            evicted, expired = reply  # type: ignore[misc]
+            evicted, expired = reply
             with self._lock:
                 self.evictions += int(evicted)
                 self.expirations += int(expired)
@@ -183,12 +185,12 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
             reply = self._lookup(skey, holder, lead=True, leader=leader)
             if reply is None:
                 return await super().aget_or_load(key, aloader, detach=detach)
-            how, what = _text(reply[0]), _text(reply[1])
-            if how == "hit":
+            if isinstance(reply, bytes):
                 # a waiter counts when the flight lands, as the in-process cache does: a hit when it was stored
                 with self._lock:
                     self.hits += 1
-                return Fetched(self._decode(what), "joined" if waited else "hit")
+                return Fetched(self._decode(reply.decode()), "joined" if waited else "hit")
+            how, what = _text(reply[0]), _text(reply[1])
             if how == "landed":  # the leader we waited for loaded a value it may not cache (a fallback)
                 with self._lock:
                     self.misses += 1
@@ -215,13 +217,13 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
 
     def get(self, key: K, default: Any = None) -> Any:
         """The fleet's fresh value for ``key`` (marked most recently used), else ``default``."""
-        reply = self._lookup(str(key), self._link.call_id(), lead=False)
+        reply = self._lookup(str(key), "", lead=False)  # no lease is taken: no holder needed
         if reply is None:
             return super().get(key, default)
-        if _text(reply[0]) == "hit":
+        if isinstance(reply, bytes):
             with self._lock:
                 self.hits += 1
-            return self._decode(_text(reply[1]))
+            return self._decode(reply.decode())
         with self._lock:
             self.misses += 1
         return default
@@ -238,7 +240,7 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         tag = self._tag
         keys = [f"{tag}:lru", f"{tag}:v:"]
         args: list[str | float] = [self._link.now_arg()]
-        reply = self._link.run(lambda client: self._cleanup(keys=keys, args=args, client=client))
+        reply = self._link.eval(self._cleanup, keys, args)
         if isinstance(reply, int):
             with self._lock:
                 self.expirations += reply

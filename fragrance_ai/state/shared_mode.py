@@ -86,10 +86,10 @@ class SharedModeController(ModeController):
         """(old, new, until) from the fleet's script, or None when Redis does not answer."""
         link = self._link
         args: list[str | float] = [link.now_arg(), op, arg, self.upshift_quiet_period, self.initial_mode, *MODES]
-        reply = link.run(lambda client: self._script(keys=[self._key], args=args, client=client))
+        reply = link.eval(self._script, [self._key], args)
         if reply is UNAVAILABLE:
             return None
-        old, new, until = (_text(v) for v in reply)  # type: ignore[union-attr]
+        old, new, until = (_text(v) for v in reply)
         self._mode = new  # the fallback starts from the fleet's last mode
         return old, new, until
 

@@ -61,6 +61,23 @@ async def test_a_brief_generated_by_one_replica_is_a_hit_on_the_other(replicas: 
     assert faulty.call_count("qwen") == 1
 
 
+async def test_a_cache_hit_brief_costs_two_round_trips_at_the_initial_mode(replicas: list[GuardHarness]) -> None:
+    one, _ = replicas
+    assert (await one.post_brief("amber and fig")).json()["source"] == "model"
+    link = one.system.state
+    assert link is not None
+    sent: list[object] = []
+    execute: Any = link.client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    link.client.execute_command = counting  # type: ignore[method-assign]
+    assert (await one.post_brief("amber and fig")).json()["source"] == "cache"
+    assert sent == ["EVALSHA", "EVALSHA"], "the fleet mode, then the cache lookup: no breaker reads at the initial mode"
+
+
 async def test_concurrent_misses_on_two_replicas_make_one_model_pass(replicas: list[GuardHarness], faulty: FaultyLLM) -> None:
     faulty.set("qwen", valid().after(2.0))
     one, two = replicas

@@ -187,6 +187,27 @@ def test_a_closed_call_costs_one_round_trip(fleet: Fleet, redis_server: RedisSer
     assert sent == ["EVALSHA"] * 10, "one script per call, nothing before it"
 
 
+def test_a_flushed_script_cache_is_reloaded_and_the_call_still_counts(fleet: Fleet) -> None:
+    one, two = fleet.breaker(), fleet.breaker()
+    one.call(ok)
+    sent: list[object] = []
+    client = fleet.links[0].client
+    execute: Any = client.execute_command
+
+    def counting(*args: Any, **options: Any) -> Any:
+        sent.append(args[0])
+        return execute(*args, **options)
+
+    client.execute_command = counting  # type: ignore[method-assign]
+    client.script_flush()  # what a restarted Redis looks like: no scripts, the data kept
+    for _ in range(3):  # with the success above: 3 failures of 4 calls open it
+        with pytest.raises(ConnectionError):
+            one.call(fail)
+    assert sent[:4] == ["SCRIPT FLUSH", "EVALSHA", "SCRIPT LOAD", "EVALSHA"], "NOSCRIPT: loaded once, sent again"
+    assert sent[4:] == ["EVALSHA"] * 2
+    assert two.state == OPEN, "the outcomes sent after the flush reached the fleet's window"
+
+
 def test_redis_lost_serves_on_local_state_and_recovers(fleet: Fleet, redis_server: RedisServer) -> None:
     one, two = fleet.breaker(), fleet.breaker()
     open_it(one)
