@@ -132,7 +132,7 @@ class GuardSystem:
             needs_http = any(m.backend == "openai" for m in config.llm.models.values())
             if needs_http and http_client is None:
                 http_client = owned = httpx.AsyncClient()
-            backends = {name: build_backend(m, client=http_client) for name, m in config.llm.models.items()}
+            backends = {name: build_backend(m, client=http_client, atimeout=atimeout) for name, m in config.llm.models.items()}
         ensemble = LLMEnsemble(
             config,
             backends=backends,
