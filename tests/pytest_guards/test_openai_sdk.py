@@ -122,21 +122,24 @@ def test_an_unknown_model_is_not_found_with_code_model_not_found(server: FakeLLM
 
 
 @pytest.mark.parametrize(
-    ("behaviour", "error"),
+    ("behaviour", "error", "streamed"),
     [
-        (timeout(), openai.APITimeoutError),
-        (connection_error(), openai.APIConnectionError),
-        (cut_stream(100), openai.APIConnectionError),
-        (stall(2 * SDK_TIMEOUT), openai.APITimeoutError),
+        (timeout(), openai.APITimeoutError, False),
+        (connection_error(), openai.APIConnectionError, False),
+        (cut_stream(100), openai.APIConnectionError, False),
+        (stall(2 * SDK_TIMEOUT), openai.APITimeoutError, False),
+        (cut_stream(900), openai.APIConnectionError, True),
+        (stall(2 * SDK_TIMEOUT), openai.APITimeoutError, True),
     ],
-    ids=["timeout", "connection_error", "cut_stream", "stall"],
+    ids=["timeout", "connection_error", "cut_stream", "stall", "cut_stream-streamed", "stall-streamed"],
 )
 def test_transport_faults_are_the_sdks_connection_and_timeout_errors(
-    server: FakeLLMServer, client: openai.OpenAI, behaviour: Behaviour, error: type[openai.APIError]
+    server: FakeLLMServer, client: openai.OpenAI, behaviour: Behaviour, error: type[openai.APIError], streamed: bool
 ) -> None:
     server.set("qwen", behaviour)
+    call = read_stream if streamed else ask
     with pytest.raises(error):
-        ask(client)
+        call(client)
 
 
 def test_a_malformed_body_is_not_a_completion(server: FakeLLMServer, client: openai.OpenAI) -> None:
@@ -163,16 +166,3 @@ def test_a_short_stall_streams_whole_and_finish_length_streams_cut(server: FakeL
     assert (text.endswith("}"), finish) == (True, "stop")
     text, finish, usage = read_stream(client)
     assert (len(text), finish, usage.completion_tokens) == (80, "length", 20)
-
-
-@pytest.mark.parametrize(
-    ("behaviour", "error"),
-    [(cut_stream(900), openai.APIConnectionError), (stall(2 * SDK_TIMEOUT), openai.APITimeoutError)],
-    ids=["cut_stream", "stall"],
-)
-def test_stream_faults_are_the_sdks_errors(
-    server: FakeLLMServer, client: openai.OpenAI, behaviour: Behaviour, error: type[openai.APIError]
-) -> None:
-    server.set("qwen", behaviour)
-    with pytest.raises(error):
-        read_stream(client)
