@@ -219,7 +219,7 @@ class GuardSystem:
 
 
 #: what ``/health/guards`` shows of each section of the config
-_MODEL_KEYS: Final = ("backend", "model_id", "timeout")
+_MODEL_KEYS: Final = ("backend", "model_id", "timeout", "stream", "chunk_timeout")
 _JSON_GUARD_KEYS: Final = (
     "enabled", "max_retries", "backoff_base", "jitter", "backoff_max", "deadline", "fallback_enabled", "strict_schema"
 )

@@ -2,47 +2,95 @@
 
 If the SDK reads a behaviour as a real provider's answer of that kind (the proper exception class,
 a parsed stream, usage present), the fakes stay faithful to the protocol the backends are written
-against. Real sockets and real (short, bounded) time: the SDK has no virtual clock.
+against. The server runs as its own process (``python -m pytest_guards.faults.fake_llm_server``), each
+behaviour set through its control plane in the scenario files' data format.
+
+real-time: a real process on a real port, and the SDK has no virtual clock; its timeout is a second,
+the server holds a ``timeout`` at most 3 s, and start-up is polled for at most 10 s.
 """
 
 from __future__ import annotations
 
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import openai
 import pytest
 
-from pytest_guards.faults import (
-    Behaviour,
-    FakeLLMServer,
-    connection_error,
-    cut_stream,
-    empty,
-    finish_length,
-    http_error,
-    invalid_json,
-    malformed_body,
-    stall,
-    timeout,
-    truncated,
-    valid,
-)
+pytestmark = pytest.mark.network
 
 MESSAGES: list[Any] = [{"role": "system", "content": "Answer JSON."}, {"role": "user", "content": "a rainy forest"}]
 #: the SDK's timeout (seconds): short, so timeouts and stalls cost about a second each
 SDK_TIMEOUT = 1.0
+TOKEN = "sdk-test-token"
+
+
+@dataclass
+class Standalone:
+    """The fake LLM server process: its URL and a client of its control plane."""
+
+    url: str
+    control: httpx.Client
+
+    def base_url(self, model: str) -> str:
+        return f"{self.url}/{model}/v1"
+
+    def set(self, model: str, behaviours: Any) -> None:
+        response = self.control.put(f"/_control/models/{model}", json=behaviours)
+        assert response.status_code == 200, response.text
+
+    def calls(self, model: str) -> list[dict[str, Any]]:
+        calls: list[dict[str, Any]] = self.control.get(f"/_control/models/{model}/calls").json()["calls"]
+        return calls
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[FakeLLMServer]:
-    with FakeLLMServer(["qwen", "mistral"], max_hold=3.0) as fake:
-        yield fake
+def server() -> Iterator[Standalone]:
+    port = free_port()
+    command = [
+        sys.executable, "-m", "pytest_guards.faults.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
+        "--max-hold", "3", "--control-token", TOKEN,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 10
+    try:
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the fake LLM server did not come up: {process.communicate(timeout=5)[0]}")
+            time.sleep(0.05)  # real-time: waiting for a real process to listen
+        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as control:
+            yield Standalone(url, control)
+    finally:
+        process.terminate()
+        try:
+            process.wait(5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
 
 
 @pytest.fixture
-def client(server: FakeLLMServer) -> Iterator[openai.OpenAI]:
-    server.reset()
+def client(server: Standalone) -> Iterator[openai.OpenAI]:
+    assert server.control.post("/_control/reset").status_code == 200
     # max_retries=0: one request per call, so the fake's script and the SDK's view line up
     with openai.OpenAI(base_url=server.base_url("qwen"), api_key="sk-fake", max_retries=0, timeout=SDK_TIMEOUT) as sdk:
         yield sdk
@@ -68,11 +116,21 @@ def read_stream(client: openai.OpenAI) -> tuple[str, str | None, Any]:
 
 @pytest.mark.parametrize(
     ("behaviour", "finish"),
-    [(valid(), "stop"), (invalid_json(), "stop"), (truncated(), "length"), (empty(), "stop"), (finish_length(), "length")],
-    ids=["valid", "invalid_json", "truncated", "empty", "finish_length"],
+    [
+        ("valid", "stop"),
+        ("invalid_json", "stop"),
+        ("schema_violation", "stop"),
+        ("fenced", "stop"),
+        ("prose", "stop"),
+        ("truncated", "length"),
+        ("empty", "stop"),
+        ("finish_length", "length"),
+        ({"stall": 0.01}, "stop"),
+    ],
+    ids=["valid", "invalid_json", "schema_violation", "fenced", "prose", "truncated", "empty", "finish_length", "stall"],
 )
 def test_answers_parse_as_chat_completions_with_usage(
-    server: FakeLLMServer, client: openai.OpenAI, behaviour: Behaviour, finish: str
+    server: Standalone, client: openai.OpenAI, behaviour: Any, finish: str
 ) -> None:
     server.set("qwen", behaviour)
     completion = ask(client)
@@ -81,7 +139,7 @@ def test_answers_parse_as_chat_completions_with_usage(
     assert completion.usage is not None
     assert completion.usage.prompt_tokens > 0
     assert completion.usage.total_tokens == completion.usage.prompt_tokens + completion.usage.completion_tokens
-    if behaviour.kind == "finish_length":
+    if behaviour == "finish_length":
         assert completion.usage.completion_tokens == 20
         assert len(completion.choices[0].message.content or "") == 80
 
@@ -101,9 +159,9 @@ def test_answers_parse_as_chat_completions_with_usage(
     ],
 )
 def test_http_errors_are_the_sdks_status_error_classes(
-    server: FakeLLMServer, client: openai.OpenAI, status: int, error: type[openai.APIStatusError]
+    server: Standalone, client: openai.OpenAI, status: int, error: type[openai.APIStatusError]
 ) -> None:
-    server.set("qwen", http_error(status, retry_after=2 if status == 429 else None))
+    server.set("qwen", {"http_error": status, "retry_after": 2} if status == 429 else f"http_{status}")
     with pytest.raises(error) as caught:
         ask(client)
     assert caught.value.status_code == status
@@ -111,30 +169,28 @@ def test_http_errors_are_the_sdks_status_error_classes(
         assert caught.value.response.headers["retry-after"] == "2"
 
 
-def test_an_unknown_model_is_not_found_with_code_model_not_found(server: FakeLLMServer) -> None:
+def test_an_unknown_model_is_not_found_with_code_model_not_found(server: Standalone) -> None:
     with openai.OpenAI(base_url=f"{server.url}/v1", api_key="sk-fake", max_retries=0, timeout=SDK_TIMEOUT) as sdk:
         with pytest.raises(openai.NotFoundError) as caught:
             sdk.chat.completions.create(model="gpt-nope", messages=MESSAGES)
         assert caught.value.code == "model_not_found"
         assert [m.id for m in sdk.models.list()] == ["qwen", "mistral"]
-    assert server.unmatched  # recorded for a test to see, as every unanswered request is
-    server.reset()
 
 
 @pytest.mark.parametrize(
     ("behaviour", "error", "streamed"),
     [
-        (timeout(), openai.APITimeoutError, False),
-        (connection_error(), openai.APIConnectionError, False),
-        (cut_stream(100), openai.APIConnectionError, False),
-        (stall(2 * SDK_TIMEOUT), openai.APITimeoutError, False),
-        (cut_stream(900), openai.APIConnectionError, True),
-        (stall(2 * SDK_TIMEOUT), openai.APITimeoutError, True),
+        ("timeout", openai.APITimeoutError, False),
+        ("connection_error", openai.APIConnectionError, False),
+        ({"cut_stream": 100}, openai.APIConnectionError, False),
+        ({"stall": 2 * SDK_TIMEOUT}, openai.APITimeoutError, False),
+        ({"cut_stream": {"after_bytes": 900}}, openai.APIConnectionError, True),
+        ({"stall": {"seconds": 2 * SDK_TIMEOUT}}, openai.APITimeoutError, True),
     ],
     ids=["timeout", "connection_error", "cut_stream", "stall", "cut_stream-streamed", "stall-streamed"],
 )
 def test_transport_faults_are_the_sdks_connection_and_timeout_errors(
-    server: FakeLLMServer, client: openai.OpenAI, behaviour: Behaviour, error: type[openai.APIError], streamed: bool
+    server: Standalone, client: openai.OpenAI, behaviour: Any, error: type[openai.APIError], streamed: bool
 ) -> None:
     server.set("qwen", behaviour)
     call = read_stream if streamed else ask
@@ -142,26 +198,27 @@ def test_transport_faults_are_the_sdks_connection_and_timeout_errors(
         call(client)
 
 
-def test_a_malformed_body_is_not_a_completion(server: FakeLLMServer, client: openai.OpenAI) -> None:
-    server.set("qwen", malformed_body())
+def test_a_malformed_body_is_not_a_completion(server: Standalone, client: openai.OpenAI) -> None:
+    server.set("qwen", "malformed_body")
     answer = ask(client)
     # the SDK hands back a non-JSON 200 as text: nothing in it reads as a completion
     assert isinstance(answer, str)
     assert "502 Bad Gateway" in answer
 
 
-def test_a_stream_parses_with_the_sdk_and_ends_with_usage(server: FakeLLMServer, client: openai.OpenAI) -> None:
+def test_a_stream_parses_with_the_sdk_and_ends_with_usage(server: Standalone, client: openai.OpenAI) -> None:
     text, finish, usage = read_stream(client)
     assert text.startswith('{"description": ')
     assert finish == "stop"
     assert usage is not None
     assert usage.completion_tokens == (len(text) + 3) // 4
-    body = server.calls("qwen")[0].request
-    assert body["stream"] is True
+    [call] = server.calls("qwen")
+    assert call["behaviour"] == "valid"
+    assert call["status"] == 200
 
 
-def test_a_short_stall_streams_whole_and_finish_length_streams_cut(server: FakeLLMServer, client: openai.OpenAI) -> None:
-    server.set("qwen", stall(0.05), finish_length())
+def test_a_short_stall_streams_whole_and_finish_length_streams_cut(server: Standalone, client: openai.OpenAI) -> None:
+    server.set("qwen", [{"stall": 0.05}, "finish_length"])
     text, finish, _ = read_stream(client)
     assert (text.endswith("}"), finish) == (True, "stop")
     text, finish, usage = read_stream(client)
