@@ -11,10 +11,6 @@ the server holds a ``timeout`` at most 3 s, and start-up is polled for at most 1
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +18,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from server_process import standalone_server
 
 pytestmark = pytest.mark.network
 
@@ -50,42 +47,13 @@ class Standalone:
         return calls
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture(scope="module")
 def server() -> Iterator[Standalone]:
-    port = free_port()
-    command = [
-        sys.executable, "-m", "pytest_guards.faults.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
-        "--max-hold", "3", "--control-token", TOKEN,
-    ]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the fake LLM server did not come up: {process.communicate(timeout=5)[0]}")
-            time.sleep(0.05)  # real-time: waiting for a real process to listen
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as control:
-            yield Standalone(url, control)
-    finally:
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    with (
+        standalone_server("--models", "qwen,mistral", "--max-hold", "3", "--control-token", TOKEN) as (url, _),
+        httpx.Client(base_url=url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5) as control,
+    ):
+        yield Standalone(url, control)
 
 
 @pytest.fixture
