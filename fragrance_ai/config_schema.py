@@ -89,6 +89,9 @@ class ModelConfig:
     api_key_env: str | None = None
     timeout: float = 30.0
     connect_timeout: float = 5.0
+    #: ask for an SSE stream (``stream: true`` in the request); then ``chunk_timeout`` bounds each gap between chunks
+    stream: bool = False
+    chunk_timeout: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +274,8 @@ class Config:
                         "api_key_env": m.api_key_env,
                         "timeout": m.timeout,
                         "connect_timeout": m.connect_timeout,
+                        "stream": m.stream,
+                        "chunk_timeout": m.chunk_timeout,
                     }
                     for n, m in self.llm.models.items()
                 }
@@ -334,6 +339,8 @@ MODEL_SPEC: Final[dict[str, Spec]] = {
     "api_key_env": str_rule(nullable=True),
     "timeout": num_rule(gt=0),
     "connect_timeout": num_rule(gt=0),
+    "stream": bool_rule(),
+    "chunk_timeout": num_rule(gt=0),
 }
 MODE_SPEC: Final[dict[str, Spec]] = {
     "temperature": num_rule(ge=0, le=2),

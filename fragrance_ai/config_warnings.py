@@ -33,7 +33,20 @@ class ConfigWarning:
 
 def config_warnings(config: Config) -> list[ConfigWarning]:
     """Every warning for ``config``, in the order of the keys they name."""
-    return [*_mode_warnings(config), *_breaker_warnings(config), *_cache_warnings(config)]
+    return [*_model_warnings(config), *_mode_warnings(config), *_breaker_warnings(config), *_cache_warnings(config)]
+
+
+def _model_warnings(config: Config) -> list[ConfigWarning]:
+    """A streaming model's chunk_timeout must be shorter than its timeout, or it never fires first."""
+    return [
+        ConfigWarning(
+            f"llm.models.{name}.chunk_timeout",
+            f"{m.chunk_timeout:g}s is not shorter than timeout ({m.timeout:g}s): a stall between stream chunks "
+            "is only noticed when the whole answer times out",
+        )
+        for name, m in config.llm.models.items()
+        if m.stream and m.chunk_timeout >= m.timeout
+    ]
 
 
 def _same(a: ModeConfig, b: ModeConfig) -> bool:

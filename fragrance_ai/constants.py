@@ -20,6 +20,7 @@ __all__ = [
     "LOOPBACK_HOST",
     "MODES",
     "SKIPPED_OPEN",
+    "TOKEN_PURPOSES",
     "BackendFailure",
     "Mode",
     "Reason",
@@ -67,6 +68,10 @@ HEALTH_REASONS: Final[tuple[str, ...]] = (
 #: where a served brief came from (the ``source`` label of ``llm_briefs_total``)
 Source = Literal["cache", "model", "fallback"]
 BRIEF_SOURCES: Final[tuple[Source, ...]] = get_args(Source)
+
+#: what a model call was for (the ``purpose`` label of ``llm_tokens_total``): a brief's first answer, a re-ask, a health probe
+Purpose = Literal["brief", "reask", "health"]
+TOKEN_PURPOSES: Final[tuple[Purpose, ...]] = get_args(Purpose)
 
 #: the interface the service binds and local test servers listen on unless told otherwise
 LOOPBACK_HOST: Final = "127.0.0.1"

@@ -83,6 +83,7 @@ class _Guard(Protocol):
 
 class _Ensemble(Protocol):
     def briefs_snapshot(self) -> Mapping[str, int]: ...
+    def tokens_snapshot(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class _GuardCollector(Collector):
@@ -114,6 +115,7 @@ class _GuardCollector(Collector):
             yield from _guard_metrics(guard)
         if ensemble is not None:
             yield _ensemble_metrics(ensemble)
+            yield _token_metrics(ensemble)
 
 
 def _cache_metrics(cache: _Cache) -> Iterator[Metric]:
@@ -202,6 +204,17 @@ def _ensemble_metrics(ensemble: _Ensemble) -> Metric:
     for other, count in sorted(by_source.items()):
         briefs.add_metric([other], count)
     return briefs
+
+
+def _token_metrics(ensemble: _Ensemble) -> Metric:
+    tokens = CounterMetricFamily(
+        "llm_tokens",
+        "Tokens (prompt + completion) models reported in usage, by model and purpose (brief, reask, health).",
+        labels=["model", "purpose"],
+    )
+    for (model, purpose), count in sorted(ensemble.tokens_snapshot().items()):
+        tokens.add_metric([model, purpose], count)
+    return tokens
 
 
 class GuardMetrics:

@@ -25,8 +25,8 @@ from typing import Any
 from fragrance_ai.cache.lru_cache import Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.config_loader import Config
-from fragrance_ai.constants import BRIEF_SOURCES, SKIPPED_OPEN, Source
-from fragrance_ai.llm.backends import CompletionRequest, LLMBackend
+from fragrance_ai.constants import BRIEF_SOURCES, SKIPPED_OPEN, TOKEN_PURPOSES, Purpose, Source
+from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend
 from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
 from fragrance_ai.llm.failures import failure_reason
 from fragrance_ai.llm.guards import GuardResult, JSONHardGuard
@@ -128,6 +128,10 @@ class LLMEnsemble:
         self._atimeout = atimeout
         self._briefs_lock = threading.Lock()
         self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
+        #: tokens (prompt + completion, as each answer's ``usage`` reports them) by (model, purpose)
+        self.tokens_total: dict[tuple[str, str], int] = {
+            (model, purpose): 0 for model in config.model_names for purpose in TOKEN_PURPOSES
+        }
 
     @property
     def mode_controller(self) -> Any:
@@ -158,6 +162,7 @@ class LLMEnsemble:
         limit = timeout if timeout is not None else self.config.llm.models[model].timeout
         async with self._atimeout(limit):
             response = await backend.complete(request)
+        self.count_tokens(model, "health", response)
         result = await self.guard.aguard(response.text, self.schema, use_fallback=False)
         return result.value
 
@@ -165,6 +170,18 @@ class LLMEnsemble:
 
     def cache_key(self, prompt: str, mode: str) -> str:
         return f"{mode}\x00{' '.join(prompt.split())}"
+
+    def count_tokens(self, model: str, purpose: Purpose, response: CompletionResponse) -> None:
+        """Add one answer's reported usage to ``tokens_total`` (an answer without usage adds nothing)."""
+        tokens = (response.prompt_tokens or 0) + (response.completion_tokens or 0)
+        with self._briefs_lock:
+            key = (model, purpose)
+            self.tokens_total[key] = self.tokens_total.get(key, 0) + tokens
+
+    def tokens_snapshot(self) -> dict[tuple[str, str], int]:
+        """A consistent copy of ``tokens_total`` (for the metrics collector, at scrape time)."""
+        with self._briefs_lock:
+            return dict(self.tokens_total)
 
     def briefs_snapshot(self) -> dict[str, int]:
         """A consistent copy of ``briefs_total`` (for the metrics collector, at scrape time)."""
@@ -234,7 +251,7 @@ class LLMEnsemble:
         during a re-ask: backing off and re-asking a server that just failed only delays the next model.
         """
         breaker = self.breakers.breakers[model]
-        outcome, text = await self._call(model, breaker, request)
+        outcome, text = await self._call(model, breaker, request, "brief")
         if text is None:
             return outcome, None, 0
         answers, conversation = 1, request
@@ -244,7 +261,7 @@ class LLMEnsemble:
                 await run.asleep(verdict.delay)
                 # the re-ask carries the rejected answer and why it was rejected
                 conversation = conversation.with_feedback(text, run.begin_reask())
-                outcome, reply = await self._call(model, breaker, conversation)
+                outcome, reply = await self._call(model, breaker, conversation, "reask")
                 if reply is None:
                     return outcome, None, answers
                 answers, text = answers + 1, reply
@@ -253,7 +270,9 @@ class LLMEnsemble:
                 return "invalid_response", None, answers
             return "ok", verdict.result, verdict.result.attempts
 
-    async def _call(self, model: str, breaker: CircuitBreaker, request: CompletionRequest) -> tuple[str, str | None]:
+    async def _call(
+        self, model: str, breaker: CircuitBreaker, request: CompletionRequest, purpose: Purpose
+    ) -> tuple[str, str | None]:
         """One call through the breaker: ``("ok", text)``, or ``(outcome code, None)`` when it failed."""
         backend = self.backends[model]
         limit = self.config.llm.models[model].timeout
@@ -261,6 +280,7 @@ class LLMEnsemble:
         async def ask(req: CompletionRequest) -> str:
             async with self._atimeout(limit):
                 response = await backend.complete(req)
+            self.count_tokens(model, purpose, response)
             return response.text
 
         try:

@@ -132,7 +132,7 @@ class GuardSystem:
             needs_http = any(m.backend == "openai" for m in config.llm.models.values())
             if needs_http and http_client is None:
                 http_client = owned = httpx.AsyncClient()
-            backends = {name: build_backend(m, client=http_client) for name, m in config.llm.models.items()}
+            backends = {name: build_backend(m, client=http_client, atimeout=atimeout) for name, m in config.llm.models.items()}
         ensemble = LLMEnsemble(
             config,
             backends=backends,
@@ -219,7 +219,7 @@ class GuardSystem:
 
 
 #: what ``/health/guards`` shows of each section of the config
-_MODEL_KEYS: Final = ("backend", "model_id", "timeout")
+_MODEL_KEYS: Final = ("backend", "model_id", "timeout", "stream", "chunk_timeout")
 _JSON_GUARD_KEYS: Final = (
     "enabled", "max_retries", "backoff_base", "jitter", "backoff_max", "deadline", "fallback_enabled", "strict_schema"
 )

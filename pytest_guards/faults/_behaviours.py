@@ -32,14 +32,17 @@ __all__ = [
     "UnmatchedRequestError",
     "check_body",
     "check_brief",
+    "check_bytes",
     "check_probability",
     "check_seconds",
     "check_seed",
     "check_status",
     "check_times",
     "connection_error",
+    "cut_stream",
     "empty",
     "fenced",
+    "finish_length",
     "flaky",
     "http_error",
     "invalid_json",
@@ -47,6 +50,7 @@ __all__ = [
     "prose",
     "schema_violation",
     "show_value",
+    "stall",
     "timeout",
     "truncated",
     "valid",
@@ -64,6 +68,9 @@ Kind = Literal[
     "connection_error",
     "empty",
     "malformed_body",
+    "cut_stream",
+    "stall",
+    "finish_length",
 ]
 #: every behaviour kind, in the order the docs list them
 KINDS: Final[tuple[str, ...]] = (
@@ -78,6 +85,9 @@ KINDS: Final[tuple[str, ...]] = (
     "connection_error",
     "empty",
     "malformed_body",
+    "cut_stream",
+    "stall",
+    "finish_length",
 )
 
 
@@ -157,6 +167,13 @@ def check_seed(value: object, where: str) -> int:
     return seed
 
 
+def check_bytes(value: object, where: str) -> int:
+    count = _whole(value)
+    if count is None or count < 0:
+        raise BehaviourError(f"{where}: expected a whole number of bytes >= 0, found {show_value(value)}")
+    return count
+
+
 def check_body(value: object, where: str) -> str:
     if not isinstance(value, str):
         raise BehaviourError(f"{where}: expected a string, found {show_value(value)}")
@@ -191,6 +208,10 @@ class Behaviour:
     retry_after: float | None = None
     body: str | None = None
     brief_json: str | None = None
+    #: ``cut_stream``: bytes of the answer sent before the connection drops
+    after_bytes: int | None = None
+    #: ``stall``: seconds of silence between chunks
+    stall: float | None = None
 
     def times(self, n: int) -> Behaviour:
         """This behaviour for ``n`` consecutive calls."""
@@ -217,6 +238,10 @@ class Behaviour:
             args.append(f"body={self.body!r}")
         if self.brief_json is not None:
             args.append(f"brief={self.brief_json}")
+        if self.after_bytes is not None:
+            args.append(f"after_bytes={self.after_bytes}")
+        if self.stall is not None:
+            args.append(f"seconds={self.stall:g}")
         text = f"{self.kind}({', '.join(args)})"
         if self.count is not None:
             text += f".times({self.count})"
@@ -284,6 +309,23 @@ def empty() -> Behaviour:
 def malformed_body(body: str | None = None) -> Behaviour:
     """A 200 whose body is not chat-completions JSON (an HTML proxy page unless ``body`` is given)."""
     return Behaviour("malformed_body", body=None if body is None else check_body(body, "malformed_body(body=...)"))
+
+
+def cut_stream(after_bytes: int = 0) -> Behaviour:
+    """A valid answer whose connection drops after ``after_bytes`` bytes of the body (mid-stream when streamed)."""
+    return Behaviour("cut_stream", after_bytes=check_bytes(after_bytes, f"cut_stream(after_bytes={after_bytes!r})"))
+
+
+def stall(seconds: float) -> Behaviour:
+    """A valid answer that goes silent for ``seconds`` between chunks (between every SSE chunk when streamed;
+    between the two halves of the body when not)."""
+    return Behaviour("stall", stall=check_seconds(seconds, f"stall(seconds={seconds!r})"))
+
+
+def finish_length() -> Behaviour:
+    """A valid brief cut at the request's ``max_tokens`` (4 characters a token; always short of the whole
+    brief), with ``finish_reason: "length"`` and ``usage.completion_tokens`` = the limit."""
+    return Behaviour("finish_length")
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,40 @@ class _Hold(Response):
         await _Drop(self._server)(scope, receive, send)
 
 
+class _Pieces(Response):
+    """Send the body piece by piece (an SSE stream, or a stalled body): ``stall`` real seconds of silence
+    between pieces, and the connection aborted after ``cut_after`` bytes. A stopping server drops it."""
+
+    def __init__(self, server: LoopbackServer, outcome: Outcome) -> None:
+        super().__init__(b"")
+        self._server = server
+        self._outcome = outcome
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        outcome = self._outcome
+        stopping = self._server.stopping
+        assert stopping is not None  # set in startup, before any request
+        assert outcome.status is not None  # a response outcome always has a status
+        headers = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in outcome.headers]
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        left = outcome.cut_after
+        for index, piece in enumerate(outcome.pieces):
+            if index and outcome.stall and await _released_within(stopping, outcome.stall):
+                await _Drop(self._server)(scope, receive, send)
+                return
+            if left is not None and len(piece) >= left:
+                if left:
+                    await send({"type": "http.response.body", "body": piece[:left], "more_body": True})
+                # give the bytes a moment to leave before the abort discards the write buffer
+                await asyncio.sleep(0)
+                await _Drop(self._server)(scope, receive, send)
+                return
+            if left is not None:
+                left -= len(piece)
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
 async def _until_disconnect(receive: Receive, limit: float | None) -> None:
     """Read ASGI messages until ``http.disconnect`` (or ``limit`` seconds pass)."""
     with contextlib.suppress(TimeoutError):
@@ -242,6 +276,8 @@ class FakeLLMServer(ScriptedModels):
         if outcome.kind == "connection_error":
             return _Drop(server)
         assert outcome.status is not None  # a response outcome always has a status
+        if outcome.chunks or outcome.cut_after is not None:
+            return _Pieces(server, outcome)
         return Response(outcome.body, status_code=outcome.status, headers=dict(outcome.headers))
 
 

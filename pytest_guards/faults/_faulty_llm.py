@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from types import TracebackType
 from urllib.parse import quote
 
@@ -146,15 +146,68 @@ class FaultyLLM(ScriptedModels):
         if outcome.kind == "timeout" and not wait:
             wait = _read_timeout(request)
         if not wait:
-            return _respond(outcome, request)
+            return self._respond(outcome, request)
         if _ASYNC_CLIENT.get():
             return self._arespond(outcome, request, wait)
         self._sleep(wait)  # a sync client: wait with the sync twin
-        return _respond(outcome, request)
+        return self._respond(outcome, request)
 
     async def _arespond(self, outcome: Outcome, request: httpx.Request, wait: float) -> httpx.Response:
         await self._asleep(wait)
+        return self._respond(outcome, request)
+
+    def _respond(self, outcome: Outcome, request: httpx.Request) -> httpx.Response:
+        if outcome.kind == "response" and (outcome.chunks or outcome.cut_after is not None):
+            assert outcome.status is not None  # a response outcome always has a status
+            stream = _Pieces(outcome, request, self._sleep, self._asleep)
+            return httpx.Response(outcome.status, headers=list(outcome.headers), stream=stream, request=request)
         return _respond(outcome, request)
+
+
+class _Pieces(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A body sent piece by piece: silent ``stall`` seconds between pieces (through the injected sleeps),
+    and cut after ``cut_after`` bytes with the error httpx raises when a peer closes mid-body."""
+
+    def __init__(self, outcome: Outcome, request: httpx.Request, sleep: SleepFn, asleep: AsyncSleepFn) -> None:
+        self._outcome = outcome
+        self._request = request
+        self._sleep = sleep
+        self._asleep = asleep
+
+    def _plan(self) -> Iterator[tuple[bool, bytes | None]]:
+        """(wait first?, piece) in order; a final ``None`` piece means the connection drops here."""
+        left = self._outcome.cut_after
+        for index, piece in enumerate(self._outcome.pieces):
+            wait = index > 0 and self._outcome.stall > 0
+            if left is not None and len(piece) >= left:
+                if left:
+                    yield wait, piece[:left]
+                yield False, None
+                return
+            if left is not None:
+                left -= len(piece)
+            yield wait, piece
+
+    def _dropped(self) -> httpx.RemoteProtocolError:
+        return httpx.RemoteProtocolError(
+            "faulty_llm: peer closed connection without sending complete message body (scripted cut)", request=self._request
+        )
+
+    def __iter__(self) -> Iterator[bytes]:
+        for wait, piece in self._plan():
+            if wait:
+                self._sleep(self._outcome.stall)
+            if piece is None:
+                raise self._dropped()
+            yield piece
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for wait, piece in self._plan():
+            if wait:
+                await self._asleep(self._outcome.stall)
+            if piece is None:
+                raise self._dropped()
+            yield piece
 
 
 def _read_timeout(request: httpx.Request) -> float:

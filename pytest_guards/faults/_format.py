@@ -27,6 +27,7 @@ from pytest_guards.faults._behaviours import (
     Step,
     check_body,
     check_brief,
+    check_bytes,
     check_probability,
     check_seconds,
     check_seed,
@@ -60,6 +61,10 @@ _PARAMETERS: Final[Mapping[str, _Parameter]] = {
     "brief": _Parameter(
         "brief_json", check_brief, {"type": "object", "description": "fields that replace the generated brief's"}
     ),
+    "after_bytes": _Parameter(
+        "after_bytes", check_bytes, {"type": "integer", "minimum": 0, "description": "bytes sent before the connection drops"}
+    ),
+    "seconds": _Parameter("stall", check_seconds, {**_SECONDS, "description": "seconds of silence between chunks"}),
 }
 _COMMON_KEYS: Final = ("times", "latency")
 #: parameters each kind takes, besides times and latency
@@ -67,7 +72,13 @@ _PARAMS: Final[Mapping[str, tuple[str, ...]]] = {
     "valid": ("brief",),
     "http_error": ("status", "retry_after", "body"),
     "malformed_body": ("body",),
+    "cut_stream": ("after_bytes",),
+    "stall": ("seconds",),
 }
+#: the parameter a kind's scalar value sets (``{http_error: 503}``, ``{stall: 2}``, ``{cut_stream: 120}``)
+_SCALAR: Final[Mapping[str, str]] = {"http_error": "status", "cut_stream": "after_bytes", "stall": "seconds"}
+#: parameters a kind cannot do without, with an example of how to give them
+_REQUIRED: Final[Mapping[str, tuple[str, str]]] = {"stall": ("seconds", "{stall: 2} or {stall: {seconds: 2}}")}
 _FLAKY_KEYS: Final = ("flaky", "probability", "seed", "otherwise", "times")
 _EXPECTED_NAME: Final = f"a behaviour name ({', '.join(KINDS)}, or http_NNN like http_503)"
 _TIMES_INSIDE_FLAKY: Final = "put times on the flaky step, not on the behaviour inside it"
@@ -82,6 +93,9 @@ def _suggest(word: str, choices: Iterable[str]) -> str:
 
 
 def _from_name(name: str, where: str) -> Behaviour:
+    if name in _REQUIRED:
+        key, example = _REQUIRED[name]
+        raise BehaviourError(f"{where}: {name} needs {key}: {example}")
     if name in KINDS:
         return Behaviour(cast(Kind, name), status=500 if name == "http_error" else None)
     if name.startswith("http_") and name[5:].isdigit():
@@ -133,7 +147,15 @@ class _Parameters:
         out = {_PARAMETERS[key].field: _PARAMETERS[key].check(value, at) for key, (value, at) in self.given.items()}
         if self.kind == "http_error":
             out.setdefault("status", 500)
+        if self.kind == "cut_stream":
+            out.setdefault("after_bytes", 0)
         return out
+
+    def require(self, where: str) -> None:
+        """Raise when a parameter the kind cannot do without is missing."""
+        if self.kind in _REQUIRED and _REQUIRED[self.kind][0] not in self.given:
+            key, example = _REQUIRED[self.kind]
+            raise BehaviourError(f"{where}.{self.kind}: {self.kind} needs {key}, found nothing (write {example})")
 
 
 def _behaviour_from_mapping(data: Mapping[Any, Any], where: str, *, allow_times: bool) -> Behaviour:
@@ -143,13 +165,14 @@ def _behaviour_from_mapping(data: Mapping[Any, Any], where: str, *, allow_times:
     if isinstance(arg, Mapping):
         for key, value in arg.items():
             params.take(key, value, f"{where}.{kind}.{key}")
-    elif arg is not None and kind == "http_error":
-        params.take("status", arg, f"{where}.{kind}")
+    elif arg is not None and kind in _SCALAR:
+        params.take(_SCALAR[kind], arg, f"{where}.{kind}")
     elif arg is not None:
         raise BehaviourError(f"{where}.{kind}: expected nothing or a mapping of parameters, found {show_value(arg)}")
     for key, value in data.items():
         if key != kind:
             params.take(key, value, f"{where}.{key}")
+    params.require(where)
     return Behaviour(cast(Kind, kind), **params.fields())
 
 
@@ -235,21 +258,26 @@ def _mapping_schema(kind: str, *, with_times: bool) -> dict[str, Any]:
     common = {key: dict(_PARAMETERS[key].schema) for key in (_COMMON_KEYS if with_times else ("latency",))}
     inner_object = {"type": "object", "additionalProperties": False, "properties": {**extra, **common}}
     arg: list[dict[str, Any]] = [{"type": "null"}, inner_object]
-    if kind == "http_error":
-        arg.insert(1, dict(_STATUS))
-    return {
+    if kind in _SCALAR:
+        arg.insert(1, dict(_PARAMETERS[_SCALAR[kind]].schema))
+    schema: dict[str, Any] = {
         "type": "object",
         "required": [kind],
         "additionalProperties": False,
         "properties": {kind: {"anyOf": arg}, **extra, **common},
     }
+    if kind in _REQUIRED:
+        key = _REQUIRED[kind][0]
+        inner_object["required"] = [key]
+        schema["anyOf"] = [{"required": [key]}, {"properties": {kind: {"not": {"type": "null"}}}}]
+    return schema
 
 
 def _json_schema() -> dict[str, Any]:
     """The data format of :func:`parse_behaviours` as a JSON Schema with no ``$ref`` (so it embeds anywhere)."""
     name = {
         "type": "string",
-        "anyOf": [{"enum": list(KINDS)}, {"pattern": "^http_[45][0-9][0-9]$"}],
+        "anyOf": [{"enum": [k for k in KINDS if k not in _REQUIRED]}, {"pattern": "^http_[45][0-9][0-9]$"}],
         "description": "a behaviour by name; http_NNN is an HTTP error with that status",
     }
 

@@ -49,6 +49,17 @@ class Outcome:
     headers: tuple[tuple[str, str], ...] = ()
     body: bytes = b""
     latency: float = 0.0
+    #: the body in the pieces a transport sends one by one (an SSE stream, or a stalled body); () = in one piece
+    chunks: tuple[bytes, ...] = ()
+    #: seconds of silence between two pieces
+    stall: float = 0.0
+    #: drop the connection after this many body bytes (None: send it all)
+    cut_after: int | None = None
+
+    @property
+    def pieces(self) -> tuple[bytes, ...]:
+        """What to send, in order (``chunks``, or the body as one piece)."""
+        return self.chunks or (self.body,)
 
     @property
     def body_bytes(self) -> bytes:
@@ -83,11 +94,16 @@ def _brief_text(behaviour: Behaviour, call_index: int, model: str, *, indent: in
 
 
 _JSON: Final = ("content-type", "application/json")
+_SSE: Final = ("content-type", "text/event-stream; charset=utf-8")
+#: characters of content in one streamed delta
+STREAM_PIECE: Final = 16
+#: ``max_tokens`` when a request gives none (``finish_length`` cuts there)
+DEFAULT_MAX_TOKENS: Final = 512
 
 
 def _content(behaviour: Behaviour, call_index: int, model: str) -> str:
     kind = behaviour.kind
-    if kind == "valid":
+    if kind in ("valid", "cut_stream", "stall", "finish_length"):
         return _brief_text(behaviour, call_index, model)
     if kind == "fenced":
         return f"Here is the brief you asked for:\n```json\n{_brief_text(behaviour, call_index, model, indent=2)}\n```"
@@ -145,29 +161,94 @@ def render(behaviour: Behaviour, call_index: int, model: str, *, request: object
     echoed = request.get("model") if isinstance(request, Mapping) else None
     prompt_tokens = _prompt_tokens(request)
     completion_tokens = (len(content) + 3) // 4
+    if kind == "finish_length":
+        content, completion_tokens = _cut_at_limit(content, request)
+    finish = "length" if kind in ("truncated", "finish_length") else "stop"
+    usage = {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+    }
+    model_name = echoed if isinstance(echoed, str) else model
+    if isinstance(request, Mapping) and request.get("stream") is True:
+        return _stream_outcome(behaviour, content, finish, usage, model_name, f"chatcmpl-fake-{model}-{call_index}", request)
     completion = {
         "id": f"chatcmpl-fake-{model}-{call_index}",
         "object": "chat.completion",
         "created": CREATED,
-        "model": echoed if isinstance(echoed, str) else model,
+        "model": model_name,
         "choices": [
             {
                 "index": 0,
                 "message": {"role": "assistant", "content": content},
-                "finish_reason": "length" if kind == "truncated" else "stop",
+                "finish_reason": finish,
             }
         ],
-        "usage": {
-            "prompt_tokens": prompt_tokens,
-            "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens,
-        },
+        "usage": usage,
     }
     try:
         body = json.dumps(completion, ensure_ascii=False).encode()
     except UnicodeEncodeError:  # a lone surrogate (an answer cut mid-emoji): servers send it as a \u escape
         body = json.dumps(completion).encode()
+    if kind == "stall":
+        half = len(body) // 2
+        return Outcome("response", 200, (_JSON,), body, latency, chunks=(body[:half], body[half:]), stall=behaviour.stall or 0.0)
+    if kind == "cut_stream":
+        return Outcome("response", 200, (_JSON,), body, latency, cut_after=behaviour.after_bytes or 0)
     return Outcome("response", 200, (_JSON,), body, latency)
+
+
+def _cut_at_limit(content: str, request: object) -> tuple[str, int]:
+    """``content`` cut at the request's ``max_tokens`` (4 characters a token), always short of the whole."""
+    limit = request.get("max_tokens") if isinstance(request, Mapping) else None
+    tokens = limit if isinstance(limit, int) and not isinstance(limit, bool) and limit > 0 else DEFAULT_MAX_TOKENS
+    chars = min(tokens * 4, max(1, len(content) - 4))
+    return content[:chars], tokens
+
+
+def _sse(data: Mapping[str, Any] | str) -> bytes:
+    text = data if isinstance(data, str) else json.dumps(data, ensure_ascii=False)
+    return f"data: {text}\n\n".encode()
+
+
+def _stream_outcome(
+    behaviour: Behaviour,
+    content: str,
+    finish: str,
+    usage: Mapping[str, int],
+    model: str,
+    completion_id: str,
+    request: Mapping[str, Any],
+) -> Outcome:
+    """The answer as OpenAI streams it: SSE ``chat.completion.chunk`` events, then ``data: [DONE]``.
+
+    A role chunk, the content in :data:`STREAM_PIECE`-character deltas, a chunk with ``finish_reason``,
+    and, when ``stream_options.include_usage`` is true, a last chunk with ``choices: []`` and ``usage``.
+    """
+
+    def chunk(delta: Mapping[str, str], finish_reason: str | None) -> bytes:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish_reason}
+        event = {"id": completion_id, "object": "chat.completion.chunk", "created": CREATED, "model": model, "choices": [choice]}
+        try:
+            return _sse(event)
+        except UnicodeEncodeError:  # a lone surrogate: sent as a \u escape, as servers do
+            return f"data: {json.dumps(event)}\n\n".encode()
+
+    pieces = [chunk({"role": "assistant", "content": ""}, None)]
+    pieces += [chunk({"content": content[i : i + STREAM_PIECE]}, None) for i in range(0, len(content), STREAM_PIECE)]
+    pieces.append(chunk({}, finish))
+    options = request.get("stream_options")
+    if isinstance(options, Mapping) and options.get("include_usage") is True:
+        event = {
+            "id": completion_id, "object": "chat.completion.chunk", "created": CREATED, "model": model,
+            "choices": [], "usage": dict(usage),
+        }
+        pieces.append(_sse(event))
+    pieces.append(_sse("[DONE]"))
+    body = b"".join(pieces)
+    stall = (behaviour.stall or 0.0) if behaviour.kind == "stall" else 0.0
+    cut = (behaviour.after_bytes or 0) if behaviour.kind == "cut_stream" else None
+    return Outcome("response", 200, (_SSE,), body, behaviour.latency, chunks=tuple(pieces), stall=stall, cut_after=cut)
 
 
 def _is_json(text: str) -> bool:

@@ -290,3 +290,32 @@ def test_dataclass_defaults_match_the_reference() -> None:
 def test_drift_names_each_differing_key() -> None:
     changed = load_config_text("cache: {max_size: 5}\njson_guard: {max_retries: 4}\n")
     assert drift(changed) == ["json_guard.max_retries: code 3, reference 4", "cache.max_size: code 1000, reference 5"]
+
+
+def test_a_streaming_chunk_timeout_not_under_timeout_warns() -> None:
+    [warning] = config_warnings(reference().with_overrides({"llm": {"models": {"qwen": {"stream": True, "chunk_timeout": 30}}}}))
+    assert warning.key == "llm.models.qwen.chunk_timeout"
+    assert "only noticed when the whole answer times out" in warning.message
+    # chunk_timeout only matters when the model streams, and a shorter one is what it is for
+    assert config_warnings(reference().with_overrides({"llm": {"models": {"qwen": {"chunk_timeout": 60}}}})) == []
+    assert config_warnings(reference().with_overrides({"llm": {"models": {"qwen": {"stream": True, "chunk_timeout": 5}}}})) == []
+
+
+def test_stream_settings_are_checked_like_every_key() -> None:
+    with pytest.raises(ConfigError) as caught:
+        reference().with_overrides({"llm": {"models": {"qwen": {"stream": "yes", "chunk_timeout": 0}}}})
+    assert [issue.key for issue in caught.value.issues] == ["llm.models.qwen.stream", "llm.models.qwen.chunk_timeout"]
+
+
+def test_check_config_prints_the_stream_settings_and_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, "json_guard:\n  max_retries: 4\n")
+    assert cli.main(["check-config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "      stream: false  # reference\n" in out
+    assert "      chunk_timeout: 10  # reference\n" in out
+    warned = write(tmp_path, "llm:\n  models:\n    qwen: {backend: simulated, stream: true, chunk_timeout: 45}\n"
+                   "    mistral: {}\n    llama: {}\n")
+    assert cli.main(["check-config", "--strict", str(warned)]) == 1
+    captured = capsys.readouterr()
+    assert "      stream: true  # from team.yaml:3\n" in captured.out
+    assert "warning: llm.models.qwen.chunk_timeout: 45s is not shorter than timeout (30s)" in captured.err

@@ -7,6 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.config_loader import default_config_path, get_config, load_config
+from fragrance_ai.constants import TOKEN_PURPOSES
 from fragrance_ai.llm import ensemble
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import JSONHardGuard
@@ -106,9 +107,25 @@ class _Briefs:
 
     def __init__(self) -> None:
         self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
+        self.tokens_total: dict[tuple[str, str], int] = {("qwen", p): 0 for p in TOKEN_PURPOSES}
 
     def briefs_snapshot(self) -> dict[str, int]:
         return dict(self.briefs_total)
+
+    def tokens_snapshot(self) -> dict[tuple[str, str], int]:
+        return dict(self.tokens_total)
+
+
+def test_tokens_by_model_and_purpose_are_read_from_the_ensemble_at_scrape_time() -> None:
+    metrics = GuardMetrics(CollectorRegistry())
+    briefs = _Briefs()
+    assert metrics.sample("llm_tokens_total", {"model": "qwen", "purpose": "brief"}) is None
+    metrics.track_ensemble(briefs)
+    for purpose in ("brief", "reask", "health"):
+        assert metrics.sample("llm_tokens_total", {"model": "qwen", "purpose": purpose}) == 0, purpose
+    briefs.tokens_total["qwen", "reask"] += 120
+    assert metrics.sample("llm_tokens_total", {"model": "qwen", "purpose": "reask"}) == 120
+    assert metrics.sample("llm_tokens_total", {"model": "qwen", "purpose": "brief"}) == 0
 
 
 def test_brief_sources_are_the_ensembles() -> None:

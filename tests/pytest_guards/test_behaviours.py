@@ -82,6 +82,9 @@ def test_every_kind_has_a_constructor_in_the_public_module() -> None:
         faults.connection_error().kind,
         faults.empty().kind,
         faults.malformed_body().kind,
+        faults.cut_stream(10).kind,
+        faults.stall(1).kind,
+        faults.finish_length().kind,
     }
     assert made == set(KINDS)
     assert faults.parse_behaviours is parse_behaviours
@@ -309,7 +312,8 @@ def test_parse_passes_objects_through() -> None:
 
 REJECTED: list[tuple[object, str]] = [
     ("timout", "given.llm.qwen: expected a behaviour name (valid, invalid_json, schema_violation, fenced, prose, "
-     "truncated, http_error, timeout, connection_error, empty, malformed_body, or http_NNN like http_503), "
+     "truncated, http_error, timeout, connection_error, empty, malformed_body, cut_stream, stall, finish_length, "
+     "or http_NNN like http_503), "
      "found 'timout' (did you mean 'timeout'?)"),
     ("http_200", "given.llm.qwen: expected an HTTP status 400-599, found 200"),
     ("flaky", "given.llm.qwen: flaky needs a mapping: {flaky: timeout, probability: 0.3, seed: 7}"),
@@ -328,8 +332,13 @@ REJECTED: list[tuple[object, str]] = [
     ({"http_error": {"status": 503}, "status": 502},
      "given.llm.qwen.status: status is given twice (inside http_error and beside it); keep one"),
     ({"timeout": None, "valid": None}, "given.llm.qwen: expected exactly one behaviour key (valid, invalid_json, "
-     "schema_violation, fenced, prose, truncated, http_error, timeout, connection_error, empty, malformed_body), "
-     "found 2: timeout, valid"),
+     "schema_violation, fenced, prose, truncated, http_error, timeout, connection_error, empty, malformed_body, "
+     "cut_stream, stall, finish_length), found 2: timeout, valid"),
+    ("stall", "given.llm.qwen: stall needs seconds: {stall: 2} or {stall: {seconds: 2}}"),
+    ({"stall": None}, "given.llm.qwen.stall: stall needs seconds, found nothing"),
+    ({"stall": -1}, "given.llm.qwen.stall: expected seconds >= 0, found -1"),
+    ({"cut_stream": -1}, "given.llm.qwen.cut_stream: expected a whole number of bytes >= 0, found -1"),
+    ({"cut_stream": {"seconds": 1}}, "given.llm.qwen.cut_stream.seconds: unknown key for cut_stream"),
     ({"retry_after": 2}, "given.llm.qwen: expected exactly one behaviour key"),
     ({"timeuot": None}, "found keys timeuot (did you mean 'timeout'?)"),
     ({"valid": {"brief": ["x"]}}, "given.llm.qwen.valid.brief: expected a mapping of brief fields, found a list of 1"),

@@ -9,12 +9,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+from server_process import standalone_server
 
 from pytest_guards.faults.fake_llm_server import main
 
@@ -23,42 +22,13 @@ pytestmark = pytest.mark.network
 BODY = {"model": "any", "messages": [{"role": "user", "content": "a summer citrus"}]}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @pytest.fixture
 def served() -> Iterator[tuple[str, subprocess.Popen[str]]]:
-    port = free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable, "-m", "pytest_guards.faults.fake_llm_server", "--port", str(port), "--models", "qwen,mistral",
-            "--set", 'qwen=["connection_error", {"http_error": 503}, "valid"]',
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    try:
-        while True:
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the fake LLM server did not come up: {process.communicate(timeout=5)[0]}")
-            time.sleep(0.05)  # real-time: waiting for a real process to listen
+    with standalone_server("--models", "qwen,mistral", "--set", 'qwen=["connection_error", {"http_error": 503}, "valid"]') as (
+        url,
+        process,
+    ):
         yield url, process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait(5)
 
 
 def test_it_serves_the_scripted_models_and_relays_a_dropped_connection(served: tuple[str, subprocess.Popen[str]]) -> None:

@@ -6,10 +6,12 @@ This package only re-exports and picks a backend from a config entry; each modul
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 import httpx
 
+from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.llm.backends.base import (
     DETAIL_LIMIT,
     FEEDBACK_ANSWER_LIMIT,
@@ -60,10 +62,12 @@ __all__ = [
 ]
 
 
-def build_backend(model_config: ModelConfig, *, client: httpx.AsyncClient | None = None) -> LLMBackend:
-    """The backend ``model_config.backend`` names: ``simulated`` or ``openai``."""
+def build_backend(
+    model_config: ModelConfig, *, client: httpx.AsyncClient | None = None, atimeout: AsyncTimeoutFn = asyncio.timeout
+) -> LLMBackend:
+    """The backend ``model_config.backend`` names: ``simulated`` or ``openai`` (``atimeout`` bounds a stream's chunks)."""
     if model_config.backend == "simulated":
         return SimulatedBackend(model_config.name)
     if model_config.backend == "openai":
-        return OpenAICompatibleBackend.from_config(model_config, client=client)
+        return OpenAICompatibleBackend.from_config(model_config, client=client, atimeout=atimeout)
     raise ValueError(f"model {model_config.name!r}: unknown backend {model_config.backend!r} (expected simulated or openai)")

@@ -8,6 +8,7 @@ cancellation.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -16,6 +17,7 @@ from typing import Any, Final
 
 import httpx
 
+from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.config_schema import ModelConfig
 from fragrance_ai.llm.backends.base import (
     DETAIL_LIMIT,
@@ -31,6 +33,7 @@ from fragrance_ai.llm.backends.base import (
     parse_retry_after,
     status_text,
 )
+from fragrance_ai.llm.backends.sse import read_stream
 
 __all__ = ["OpenAICompatibleBackend"]
 
@@ -70,13 +73,16 @@ class OpenAICompatibleBackend:
         environ: Mapping[str, str] | None = None,
         wallclock: Callable[[], float] | None = None,
         max_response_bytes: int = 4 * 1024 * 1024,
+        stream: bool = _DEFAULTS.stream,
+        chunk_timeout: float = _DEFAULTS.chunk_timeout,
+        atimeout: AsyncTimeoutFn = asyncio.timeout,
     ) -> None:
         url = httpx.URL(base_url.rstrip("/"))
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"model {name!r}: base_url must be an http(s) URL like http://127.0.0.1:8000/v1, found {base_url!r}")
         if not model_id:
             raise ValueError(f"model {name!r}: model_id must name the model the server serves, found {model_id!r}")
-        for label, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        for label, value in (("timeout", timeout), ("connect_timeout", connect_timeout), ("chunk_timeout", chunk_timeout)):
             if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
                 raise ValueError(f"model {name!r}: {label} must be a positive number of seconds, found {value!r}")
         self.name = name
@@ -87,6 +93,11 @@ class OpenAICompatibleBackend:
         # for repr and logs: the URL without any user:password@ it may carry
         self._safe_url = str(url.copy_with(username=None, password=None))
         self.timeout = httpx.Timeout(float(timeout), connect=float(connect_timeout))
+        #: ask for an SSE stream (``stream: true``): ``chunk_timeout`` between chunks, ``timeout`` for the whole answer
+        self.stream = bool(stream)
+        self.chunk_timeout = float(chunk_timeout)
+        self.total_timeout = float(timeout)
+        self._atimeout = atimeout
         if isinstance(max_response_bytes, bool) or not isinstance(max_response_bytes, int) or max_response_bytes < 1:
             raise ValueError(f"model {name!r}: max_response_bytes must be a positive int, found {max_response_bytes!r}")
         #: a body larger than this is refused while it streams in (an answer is judged only after it is read)
@@ -103,7 +114,13 @@ class OpenAICompatibleBackend:
         self.completion_tokens = 0
 
     @classmethod
-    def from_config(cls, model_config: ModelConfig, *, client: httpx.AsyncClient | None = None) -> OpenAICompatibleBackend:
+    def from_config(
+        cls,
+        model_config: ModelConfig,
+        *,
+        client: httpx.AsyncClient | None = None,
+        atimeout: AsyncTimeoutFn = asyncio.timeout,
+    ) -> OpenAICompatibleBackend:
         """The backend one ``llm.models.<name>`` entry of the config describes."""
         if not model_config.base_url:
             raise ValueError(
@@ -117,6 +134,9 @@ class OpenAICompatibleBackend:
             timeout=model_config.timeout,
             connect_timeout=model_config.connect_timeout,
             client=client,
+            stream=model_config.stream,
+            chunk_timeout=model_config.chunk_timeout,
+            atimeout=atimeout,
         )
 
     def __repr__(self) -> str:
@@ -143,11 +163,20 @@ class OpenAICompatibleBackend:
         }
         if request.response_format_json:
             body["response_format"] = {"type": "json_object"}
+        if self.stream:
+            body["stream"] = True
+            body["stream_options"] = {"include_usage": True}
         key = self._api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else None
         client = self._get_client()
         try:
-            response = await self._post(client, body, headers)
+            if self.stream:
+                streamed = await self._post_streaming(client, body, headers)
+                if isinstance(streamed, CompletionResponse):
+                    return streamed
+                response = streamed
+            else:
+                response = await self._post(client, body, headers)
         # timeouts are transport errors too: they must be classified first
         except httpx.TimeoutException as exc:
             raise BackendTimeout(self.name, _timeout_message(exc, self.timeout)) from exc
@@ -162,19 +191,62 @@ class OpenAICompatibleBackend:
         request = client.build_request("POST", self.url, json=body, headers=headers, timeout=self.timeout)
         response = await client.send(request, stream=True)
         try:
-            chunks: list[bytes] = []
-            size = 0
-            async for chunk in response.aiter_raw():
-                size += len(chunk)
-                if size > self.max_response_bytes:
-                    raise BackendInvalidResponse(
-                        self.name, f"the response body is over max_response_bytes={self.max_response_bytes:,}"
-                    )
-                chunks.append(chunk)
+            return await self._read_body(response, request)
         finally:
             await response.aclose()
+
+    async def _read_body(self, response: httpx.Response, request: httpx.Request) -> httpx.Response:
+        """The whole body of a streamed ``response`` (refused once over ``max_response_bytes``), as a read response."""
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in response.aiter_raw():
+            size += len(chunk)
+            if size > self.max_response_bytes:
+                raise BackendInvalidResponse(
+                    self.name, f"the response body is over max_response_bytes={self.max_response_bytes:,}"
+                )
+            chunks.append(chunk)
         # the raw (still encoded) bytes, with the headers that say how to decode them
         return httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks), request=request)
+
+    async def _post_streaming(
+        self, client: httpx.AsyncClient, body: dict[str, Any], headers: dict[str, str] | None
+    ) -> CompletionResponse | httpx.Response:
+        """POST asking for a stream and read it within ``chunk_timeout`` per chunk and ``timeout`` in all.
+
+        An error status, or a server that answered with plain JSON after all, comes back as a read
+        response for :meth:`_read`; a stream comes back as its answer.
+        """
+        timeout = httpx.Timeout(self.timeout.connect, read=self.chunk_timeout, write=self.chunk_timeout, pool=self.timeout.pool)
+        request = client.build_request("POST", self.url, json=body, headers=headers, timeout=timeout)
+        try:
+            async with self._atimeout(self.total_timeout):
+                response = await client.send(request, stream=True)
+                try:
+                    if not (200 <= response.status_code < 300 and _is_event_stream(response)):
+                        return await self._read_body(response, request)
+                    answer = await read_stream(
+                        response.aiter_bytes(),
+                        model=self.name,
+                        chunk_timeout=self.chunk_timeout,
+                        max_bytes=self.max_response_bytes,
+                        atimeout=self._atimeout,
+                    )
+                finally:
+                    await response.aclose()
+        except TimeoutError as exc:
+            raise BackendTimeout(self.name, f"the stream did not finish within {self.total_timeout:g}s") from exc
+        if not answer.complete:
+            logger.info("model %r: the stream was cut after %d characters; passing on what arrived", self.name, len(answer.text))
+        self.prompt_tokens += answer.prompt_tokens or 0
+        self.completion_tokens += answer.completion_tokens or 0
+        return CompletionResponse(
+            text=answer.text,
+            model=self.name,
+            finish_reason=answer.finish_reason if answer.complete else None,
+            prompt_tokens=answer.prompt_tokens,
+            completion_tokens=answer.completion_tokens,
+        )
 
     def _read(self, response: httpx.Response, key: str | None) -> CompletionResponse:
         status = response.status_code
@@ -275,6 +347,11 @@ def _timeout_message(exc: httpx.TimeoutException, timeout: httpx.Timeout) -> str
     if isinstance(exc, httpx.PoolTimeout):
         return f"no free connection within {timeout.pool:g}s"
     return type(exc).__name__
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    content_type = str(response.headers.get("content-type", ""))
+    return content_type.split(";")[0].strip().lower() == "text/event-stream"
 
 
 def _count(value: object) -> int | None:

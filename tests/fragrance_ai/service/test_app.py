@@ -160,7 +160,9 @@ async def test_guard_settings_show_the_effective_configuration_and_live_state(
     assert (body["cache"]["max_size"], body["cache"]["ttl_seconds"]) == (1000, 600)
     assert body["cache"]["stats"]["size"] == 0
     assert body["mode"]["current"] == "creative"
-    assert body["models"]["qwen"] == {"backend": "openai", "model_id": "qwen", "timeout": 30}
+    assert body["models"]["qwen"] == {
+        "backend": "openai", "model_id": "qwen", "timeout": 30, "stream": False, "chunk_timeout": 10
+    }
     assert body["health_check"] == {"timeout": 10, "cache_seconds": 5, "probe_interval": 0}
 
     await open_qwen_breaker(client, faulty)
