@@ -25,6 +25,7 @@ from fragrance_ai.constants import DEFAULT_MODE, MODES
 
 __all__ = [
     "BACKENDS",
+    "HALF_OPEN_POLICIES",
     "MODES",
     "SECTIONS",
     "STATE_BACKENDS",
@@ -47,6 +48,8 @@ __all__ = [
 ]
 
 BACKENDS: Final = ("simulated", "openai")
+#: how a half-open breaker judges its trial calls (``circuit_breaker.half_open_policy``)
+HALF_OPEN_POLICIES: Final = ("failure_rate", "consecutive")
 MODEL_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
@@ -131,8 +134,12 @@ class BreakerSettings:
     success_threshold: int = 5
     timeout: float = 60.0
     half_open_requests: int = 3
-    window_size: int = 20
+    window_size: int = 100
     minimum_calls: int = 10
+    #: how a half-open breaker judges its trial calls: ``failure_rate`` (the failure rate of the trials so
+    #: far against ``failure_threshold``; closes after ``success_threshold`` trials) or ``consecutive``
+    #: (the checklist: any failure reopens, ``success_threshold`` successes close)
+    half_open_policy: str = "failure_rate"
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,6 +371,7 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
     "half_open_requests": int_rule(lo=1),
     "window_size": int_rule(lo=1, hi=10_000),
     "minimum_calls": int_rule(lo=1),
+    "half_open_policy": str_rule(choices=HALF_OPEN_POLICIES),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreakerOpenError", "FailureRateWindow", "default_is_failure"]
+__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreakerOpenError", "FailureRateWindow", "default_is_failure", "judge_trials"]
 
 #: the breaker states, as the checklist names them
 CLOSED: Final = "closed"
@@ -86,3 +86,22 @@ class FailureRateWindow:
 def default_is_failure(exc: BaseException) -> bool:
     """Every exception the guarded call raises counts as a failure (cancellation never reaches here)."""
     return True
+
+
+def judge_trials(policy: str, failures: int, successes: int, failure_threshold: float, success_threshold: int) -> str | None:
+    """What a half-open breaker does after a trial: ``OPEN``, ``CLOSED``, or None (stay half-open).
+
+    ``consecutive`` (the checklist's rule): any failure reopens; ``success_threshold`` successes close.
+    ``failure_rate`` (resilience4j judges its permitted half-open calls on the failure rate): the trials
+    so far reopen once their failure rate is above ``failure_threshold`` (so a dead model's first failed
+    trial still reopens), and ``success_threshold`` trials at or under it close. Unlike resilience4j,
+    which waits for every permitted call, the judgement is made as trials come in.
+    """
+    if policy == "consecutive":
+        if failures:
+            return OPEN
+        return CLOSED if successes >= success_threshold else None
+    judged = failures + successes
+    if judged and failures / judged > failure_threshold:
+        return OPEN
+    return CLOSED if judged >= success_threshold else None

@@ -1,6 +1,6 @@
 """The Lua scripts that keep one model's circuit breaker in Redis: each call outcome is one atomic script.
 
-Keys: ``KEYS[1]`` a hash (``st`` state, ``gen`` generation, ``oat`` opened-at, ``ts`` trial successes,
+Keys: ``KEYS[1]`` a hash (``st`` state, ``gen`` generation, ``oat`` opened-at, ``ts``/``tf`` trial successes/failures,
 ``ring``/``cnt``/``fl``/``nx`` the failure-rate window, ``otot`` openings), ``KEYS[2]`` a sorted set of
 half-open trial permits (member: a call id, score: when the permit lapses, so a crashed replica's
 permit frees itself). A missing hash is a closed breaker with an empty window: nothing here ever writes
@@ -24,7 +24,7 @@ local function now_s(a)
   return tonumber(t[1]) + tonumber(t[2]) / 1000000
 end
 local function open(now, gen)
-  redis.call('HSET', KEYS[1], 'st', 'open', 'gen', gen + 1, 'oat', tostring(now), 'ts', 0)
+  redis.call('HSET', KEYS[1], 'st', 'open', 'gen', gen + 1, 'oat', tostring(now), 'ts', 0, 'tf', 0)
   redis.call('HINCRBY', KEYS[1], 'otot', 1)
   redis.call('DEL', KEYS[2])
   return gen + 1
@@ -44,7 +44,7 @@ if st == 'open' and now - oat >= timeout then
   st = 'half_open'
   gen = gen + 1
   moved = 'open'
-  redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'ts', 0)
+  redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'ts', 0, 'tf', 0)
   redis.call('DEL', KEYS[2])
 end
 if st == 'half_open' then
@@ -62,7 +62,8 @@ return {1, st, gen, '0', moved}
 
 #: ARGV: now, token (generation at admission, or 'cur' for a call admitted on a closed view),
 #: outcome (0 success, 1 failure, 2 ignored), call id,
-#: window_size, minimum_calls, failure_threshold, success_threshold, enabled (1/0)
+#: window_size, minimum_calls, failure_threshold, success_threshold, enabled (1/0),
+#: half_open_policy ('failure_rate' or 'consecutive': as ``breaker_policy.judge_trials``)
 #: -> {state, gen, moved_from}
 RECORD: Final = _PRELUDE + """
 local outcome = tonumber(ARGV[3])
@@ -97,15 +98,26 @@ if st == 'closed' then
 end
 if st ~= 'half_open' then return {st, gen, ''} end
 if redis.call('ZREM', KEYS[2], ARGV[4]) == 0 then return {st, gen, ''} end
+if outcome == 2 then return {st, gen, ''} end
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
+local tf = tonumber(redis.call('HGET', KEYS[1], 'tf') or '0')
 if outcome == 1 then
+  tf = redis.call('HINCRBY', KEYS[1], 'tf', 1)
+else
+  ts = redis.call('HINCRBY', KEYS[1], 'ts', 1)
+end
+local verdict = ''
+if ARGV[10] == 'consecutive' then
+  if tf > 0 then verdict = 'open' elseif ts >= tonumber(ARGV[8]) then verdict = 'closed' end
+else
+  if tf / (tf + ts) > tonumber(ARGV[7]) then verdict = 'open' elseif tf + ts >= tonumber(ARGV[8]) then verdict = 'closed' end
+end
+if verdict == 'open' then
   return {'open', open(now, gen), 'half_open'}
-elseif outcome == 0 then
-  local ts = redis.call('HINCRBY', KEYS[1], 'ts', 1)
-  if ts >= tonumber(ARGV[8]) then
-    redis.call('HSET', KEYS[1], 'st', 'closed', 'gen', gen + 1, 'ts', 0, 'cnt', 0, 'fl', 0, 'nx', 0, 'ring', '')
-    redis.call('DEL', KEYS[2])
-    return {'closed', gen + 1, 'half_open'}
-  end
+elseif verdict == 'closed' then
+  redis.call('HSET', KEYS[1], 'st', 'closed', 'gen', gen + 1, 'ts', 0, 'tf', 0, 'cnt', 0, 'fl', 0, 'nx', 0, 'ring', '')
+  redis.call('DEL', KEYS[2])
+  return {'closed', gen + 1, 'half_open'}
 end
 return {st, gen, ''}
 """

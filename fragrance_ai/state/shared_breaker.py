@@ -123,7 +123,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         asked = self._clock()
         args: list[str | float] = [
             link.now_arg(), token, outcome, call_id, self.window_size, self.minimum_calls,
-            self.failure_threshold, self.success_threshold, 1 if self.enabled else 0,
+            self.failure_threshold, self.success_threshold, 1 if self.enabled else 0, self.half_open_policy,
         ]
         if token == -1:
             # admitted on a closed view: the outcome belongs to whatever generation is current, as long

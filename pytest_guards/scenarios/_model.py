@@ -45,8 +45,11 @@ _IN_PROCESS_STEPS: Final = {
     "cache": "reach the cache",
     "network": "inject network faults",
     "wait": "wait in real time",
+    "traffic": "move virtual time between briefs",
 }
-_IN_PROCESS_EXPECT: Final = {"config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
+_IN_PROCESS_EXPECT: Final = {
+    "config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time", "rates": "a traffic step's tally"
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,6 +419,8 @@ def _check_time(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> N
             report(step.path, "`wait` is real time, for toxiproxy scenarios only; use `advance` (virtual time)")
         elif step.kind == "advance" and network:
             report(step.path, "a toxiproxy scenario runs in real time: use `wait: seconds` (at most 30), not `advance`")
+        elif step.kind == "traffic" and network:
+            report(step.path, "a toxiproxy scenario runs in real time: `traffic` moves virtual time between briefs")
 
 
 def _check_live(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> None:
