@@ -44,6 +44,7 @@ __all__ = [
     "ServiceConfig",
     "StateConfig",
     "deep_merge",
+    "memory_only_issues",
     "redact_url",
 ]
 
@@ -140,6 +141,10 @@ class BreakerSettings:
     #: far against ``failure_threshold``; closes after ``success_threshold`` trials) or ``consecutive``
     #: (the checklist: any failure reopens, ``success_threshold`` successes close)
     half_open_policy: str = "failure_rate"
+    #: each consecutive opening lasts this many times the last (1: always ``timeout``, the checklist)
+    timeout_multiplier: float = 1.0
+    #: the longest an opening lasts; a close that holds this long starts the count of openings over
+    max_timeout: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +174,16 @@ class CircuitBreakerConfig:
     def for_model(self, model: str) -> BreakerSettings:
         """Effective settings for ``model`` (the section defaults for a model without overrides)."""
         return self.models.get(model, self.defaults)
+
+
+def memory_only_issues(cb: CircuitBreakerConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Breaker settings the Redis backend does not implement (a growing open period): (key path, why) each.
+
+    With ``state.backend: redis`` these are errors, not a silent difference between replicas.
+    """
+    found = [(("circuit_breaker",), cb.defaults), *((("circuit_breaker", "models", m), s) for m, s in cb.models.items())]
+    why = "a growing open period is memory-only: with state.backend: redis every opening lasts timeout (set 1)"
+    return [((*path, "timeout_multiplier"), why) for path, s in found if s.timeout_multiplier != 1][:1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +387,8 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
     "window_size": int_rule(lo=1, hi=10_000),
     "minimum_calls": int_rule(lo=1),
     "half_open_policy": str_rule(choices=HALF_OPEN_POLICIES),
+    "timeout_multiplier": num_rule(ge=1, le=10),
+    "max_timeout": num_rule(gt=0),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),

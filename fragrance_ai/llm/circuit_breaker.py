@@ -27,6 +27,7 @@ from fragrance_ai.llm.breaker_policy import (
     OPEN,
     CircuitBreakerOpenError,
     FailureRateWindow,
+    OpenPeriod,
     default_is_failure,
     judge_trials,
 )
@@ -100,10 +101,10 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_clock", "_forced", "_generation", "_in_flight", "_listeners", "_lock", "_opened_at", "_state", "_trial_failures",
-        "_trial_successes", "_window", "enabled", "failure_threshold", "failures_total", "half_open_policy",
-        "half_open_requests", "is_failure", "minimum_calls", "model", "opened_total", "rejected_total",
-        "requests_total", "success_threshold", "timeout", "window_size",
+        "_clock", "_forced", "_generation", "_in_flight", "_listeners", "_lock", "_open_for", "_opened_at", "_period",
+        "_state", "_trial_failures", "_trial_successes", "_window", "enabled", "failure_threshold", "failures_total",
+        "half_open_policy", "half_open_requests", "is_failure", "minimum_calls", "model", "opened_total",
+        "rejected_total", "requests_total", "success_threshold", "timeout", "window_size",
     )
 
     def __init__(
@@ -121,6 +122,8 @@ class CircuitBreaker:
         listeners: Iterable[BreakerListener] = (),
         enabled: bool = True,
         half_open_policy: str = _DEFAULTS.half_open_policy,
+        timeout_multiplier: float = _DEFAULTS.timeout_multiplier,
+        max_timeout: float | None = None,
     ) -> None:
         if half_open_policy not in HALF_OPEN_POLICIES:
             raise ValueError(f"half_open_policy must be one of {', '.join(HALF_OPEN_POLICIES)}; got {half_open_policy!r}")
@@ -166,6 +169,8 @@ class CircuitBreaker:
         self._trial_successes = 0  # successes since the breaker went half-open
         self._trial_failures = 0  # failures since the breaker went half-open (failure_rate policy)
         self._forced: str | None = None  # an operator's force_open / force_close, until reset()
+        self._period = OpenPeriod(timeout, timeout_multiplier, max_timeout)  # raises ValueError on bad values
+        self._open_for: float = timeout  # how long the current (or last) opening lasts
 
     # ------------------------------------------------------------------------------------ the API
 
@@ -226,7 +231,7 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not OPEN:
                 return 0.0
-            return max(0.0, self._opened_at + self.timeout - self._clock())
+            return max(0.0, self._opened_at + self._open_for - self._clock())
 
     def force(self, state: str | None) -> None:
         """An operator's hand: ``"open"`` stays open (no half-open) and ``"closed"`` never opens, until
@@ -270,7 +275,7 @@ class CircuitBreaker:
                     )
             elif state is OPEN:
                 self.rejected_total += 1
-                retry_after = max(0.0, self._opened_at + self.timeout - self._clock())
+                retry_after = max(0.0, self._opened_at + self._open_for - self._clock())
                 rejection = CircuitBreakerOpenError(self.model, retry_after)
         if event is not None:
             self._notify(*event)
@@ -337,12 +342,13 @@ class CircuitBreaker:
     # ---------------------------------------------------------------------------------- transitions
 
     def _refresh_locked(self) -> tuple[str, str] | None:
-        if self._state is OPEN and self._forced is None and self._clock() - self._opened_at >= self.timeout:
+        if self._state is OPEN and self._forced is None and self._clock() - self._opened_at >= self._open_for:
             return self._transition_locked(HALF_OPEN)
         return None
 
     def _open_locked(self) -> tuple[str, str]:
         self._opened_at = self._clock()
+        self._open_for = self._period.on_open(self._opened_at)
         self.opened_total += 1
         return self._transition_locked(OPEN)
 
@@ -355,6 +361,7 @@ class CircuitBreaker:
         self._trial_failures = 0
         if new is CLOSED:
             self._window.reset()
+            self._period.on_close(self._clock())
         return old, new
 
     def _notify(self, old: str, new: str) -> None:
@@ -365,7 +372,7 @@ class CircuitBreaker:
                 self.model,
                 old,
                 self._window.rate * 100,
-                self.timeout,
+                self._open_for,
             )
         else:
             logger.info("circuit breaker %r: %s -> %s", self.model, old, new)
@@ -425,6 +432,8 @@ class LLMCircuitBreakerManager:
                 window_size=s.window_size,
                 minimum_calls=s.minimum_calls,
                 half_open_policy=s.half_open_policy,
+                timeout_multiplier=s.timeout_multiplier,
+                max_timeout=s.max_timeout,
                 model=model,
                 clock=clock,
                 listeners=listeners,

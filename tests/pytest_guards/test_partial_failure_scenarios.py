@@ -60,3 +60,29 @@ def test_half_open_policy_holds_on_redis_and_consecutive_is_kept_there(
     result = run(pytester, "--guards-config", str(config), str(HALF_OPEN))
     result.assert_outcomes(failed=1)
     assert "breaker qwen: expected == 'closed', found 'open'" in result.stdout.str()
+
+
+GROWS = CHECKLIST / "circuit_breaker" / "open_period_grows.scenario.yaml"
+#: the defect: every opening lasts `timeout`, whatever the multiplier says
+#: (patched at import, in the pytester subprocess only: a scenario item takes no fixtures)
+FIXED_OPEN_PERIOD = """
+from fragrance_ai.llm import breaker_policy
+
+breaker_policy.OpenPeriod.on_open = lambda self, now: self.timeout
+"""
+
+
+def test_the_open_period_scenario_holds_and_fails_on_a_fixed_open_period(pytester: pytest.Pytester) -> None:
+    copy = pytester.path / GROWS.name  # beside the conftest below, so that it applies
+    copy.write_text(GROWS.read_text(encoding="utf-8"), encoding="utf-8")
+    run(pytester, str(copy)).assert_outcomes(passed=1)
+    pytester.makeconftest(FIXED_OPEN_PERIOD)
+    result = run(pytester, str(copy))
+    result.assert_outcomes(failed=1)
+    assert "cb-open-period-grows-on-consecutive-trips-and-resets" in result.stdout.str()
+    assert "breaker qwen: expected == 'open', found 'half_open'" in result.stdout.str()
+
+
+def test_a_redis_config_does_not_collect_the_memory_only_scenario(pytester: pytest.Pytester) -> None:
+    result = run(pytester, "--guards-config", str(FLEET_CONFIG), str(GROWS))
+    assert "no tests ran" in result.stdout.str()

@@ -585,7 +585,7 @@ def test_disabled_breaker_never_opens_but_counts() -> None:
 def settings(**overrides: Any) -> SimpleNamespace:
     base: dict[str, Any] = dict(
         failure_threshold=0.5, success_threshold=5, timeout=60.0, half_open_requests=3, window_size=20, minimum_calls=10,
-        half_open_policy="failure_rate",
+        half_open_policy="failure_rate", timeout_multiplier=1.0, max_timeout=600.0,
     )
     base.update(overrides)
     return SimpleNamespace(**base)
@@ -765,3 +765,36 @@ def test_half_open_policy_judges_the_trials(policy: str, outcomes: str, expected
 def test_half_open_policy_must_be_known() -> None:
     with pytest.raises(ValueError, match="half_open_policy must be one of failure_rate, consecutive; got 'sometimes'"):
         CircuitBreaker(half_open_policy="sometimes")
+
+
+# ------------------------------------------------------------------------------- growing open period
+
+
+def test_open_period_grows_capped_and_starts_over_after_a_stable_close() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker(0.5, 1, 60, 1, window_size=10, minimum_calls=2, clock=clock, timeout_multiplier=2, max_timeout=200)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call(fail)
+    waits = []
+    for _ in range(4):
+        waits.append(b.retry_after())
+        clock.advance(b.retry_after())
+        with pytest.raises(Boom):
+            b.call(fail)  # the trial fails: reopens
+    assert waits == [60, 120, 200, 200]
+    clock.advance(b.retry_after())
+    b.call(ok)  # success_threshold 1: closed
+    assert b.state == "closed"
+    clock.advance(200)  # a stable close
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call(fail)
+    assert b.retry_after() == 60
+
+
+def test_open_period_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="timeout_multiplier must be a number from 1 to 10"):
+        CircuitBreaker(timeout_multiplier=0.5)
+    with pytest.raises(ValueError, match=r"max_timeout must be a number of seconds >= timeout \(60\)"):
+        CircuitBreaker(timeout=60, max_timeout=30)
