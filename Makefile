@@ -1,7 +1,8 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
-# make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s)
+# make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s), then
+#              10,000 briefs x 2 rounds at concurrency 50 with 20% random 503s per model (bounded: 3000 s)
 # make tools   install promtool, toxiproxy-server and redis-server into .tools/bin (make test does it; fragrance-ai install-tools),
 #              and Debian's chromium for the HTML report's browser test
 
@@ -41,6 +42,7 @@ bench: $(STAMP)
 
 load: $(STAMP)
 	$(BIN)/python scripts/http_load.py --rounds 3 --budget 300
+	$(BIN)/python scripts/brief_load.py --briefs 10000 --concurrency 50 --fault-rate 0.2 --rounds 2 --budget 3000
 
 lint: $(STAMP)
 	$(BIN)/mypy

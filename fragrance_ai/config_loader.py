@@ -53,6 +53,7 @@ from fragrance_ai.config_schema import (
     ServiceConfig,
     StateConfig,
     deep_merge,
+    memory_only_issues,
 )
 from fragrance_ai.config_warnings import ConfigWarning, config_warnings
 from fragrance_ai.constants import LOOPBACK_HOST
@@ -349,6 +350,8 @@ def _validate(
     state = StateConfig(**c.fields(c.section(data, (), "state"), ("state",), STATE_SPEC, _defaults(StateConfig())))
     if not state.url.startswith(("redis://", "rediss://", "unix://")):
         c.error(("state", "url"), f"must be a redis://, rediss:// or unix:// URL, found {state.url!r}")
+    for path, message in memory_only_issues(circuit_breaker) if state.backend == "redis" else ():
+        c.error(path, message)
 
     if c.issues:
         raise ConfigError(sorted(c.issues, key=lambda i: i.line or 0))
@@ -479,7 +482,7 @@ def _breaker_override(
         c.error(path, f"expected a mapping, found {kind(spec)}")
         return None
     settings = BreakerSettings(**c.fields(spec, path, BREAKER_SPEC, _defaults(defaults)))
-    if "window_size" in spec or "minimum_calls" in spec:  # else the section's check already covers it
+    if {"window_size", "minimum_calls", "timeout", "max_timeout"} & set(spec):  # else the section's check covers it
         _check_window(c, path, settings)
     return settings
 
@@ -490,3 +493,5 @@ def _check_window(c: _Checker, path: KeyPath, s: BreakerSettings) -> None:
             (*path, "minimum_calls"),
             f"must be <= window_size ({s.window_size}), found {s.minimum_calls}: the rate could never be judged",
         )
+    if s.max_timeout < s.timeout:
+        c.error((*path, "max_timeout"), f"must be >= timeout ({s.timeout:g}), found {s.max_timeout:g}: it caps the open period")

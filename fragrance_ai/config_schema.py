@@ -25,6 +25,7 @@ from fragrance_ai.constants import DEFAULT_MODE, MODES
 
 __all__ = [
     "BACKENDS",
+    "HALF_OPEN_POLICIES",
     "MODES",
     "SECTIONS",
     "STATE_BACKENDS",
@@ -43,10 +44,13 @@ __all__ = [
     "ServiceConfig",
     "StateConfig",
     "deep_merge",
+    "memory_only_issues",
     "redact_url",
 ]
 
 BACKENDS: Final = ("simulated", "openai")
+#: how a half-open breaker judges its trial calls (``circuit_breaker.half_open_policy``)
+HALF_OPEN_POLICIES: Final = ("failure_rate", "consecutive")
 MODEL_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}\Z")
 
 
@@ -134,8 +138,16 @@ class BreakerSettings:
     success_threshold: int = 5
     timeout: float = 60.0
     half_open_requests: int = 3
-    window_size: int = 20
+    window_size: int = 100
     minimum_calls: int = 10
+    #: how a half-open breaker judges its trial calls: ``failure_rate`` (the failure rate of the trials so
+    #: far against ``failure_threshold``; closes after ``success_threshold`` trials) or ``consecutive``
+    #: (the checklist: any failure reopens, ``success_threshold`` successes close)
+    half_open_policy: str = "failure_rate"
+    #: each consecutive opening lasts this many times the last (1: always ``timeout``, the checklist)
+    timeout_multiplier: float = 1.0
+    #: the longest an opening lasts; a close that holds this long starts the count of openings over
+    max_timeout: float = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +177,16 @@ class CircuitBreakerConfig:
     def for_model(self, model: str) -> BreakerSettings:
         """Effective settings for ``model`` (the section defaults for a model without overrides)."""
         return self.models.get(model, self.defaults)
+
+
+def memory_only_issues(cb: CircuitBreakerConfig) -> list[tuple[tuple[str, ...], str]]:
+    """Breaker settings the Redis backend does not implement (a growing open period): (key path, why) each.
+
+    With ``state.backend: redis`` these are errors, not a silent difference between replicas.
+    """
+    found = [(("circuit_breaker",), cb.defaults), *((("circuit_breaker", "models", m), s) for m, s in cb.models.items())]
+    why = "a growing open period is memory-only: with state.backend: redis every opening lasts timeout (set 1)"
+    return [((*path, "timeout_multiplier"), why) for path, s in found if s.timeout_multiplier != 1][:1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -371,6 +393,9 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
     "half_open_requests": int_rule(lo=1),
     "window_size": int_rule(lo=1, hi=10_000),
     "minimum_calls": int_rule(lo=1),
+    "half_open_policy": str_rule(choices=HALF_OPEN_POLICIES),
+    "timeout_multiplier": num_rule(ge=1, le=10),
+    "max_timeout": num_rule(gt=0),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),

@@ -244,6 +244,12 @@ class GuardMetrics:
         self.health_check_failures = Counter(
             "llm_health_check_failures_total", "Failed model health checks.", ["model"], registry=self.registry
         )
+        self.admin_actions = Counter(
+            "circuit_breaker_admin_actions_total",
+            "Breakers forced open, forced closed or released by an operator (by the token's name).",
+            ["model", "action", "operator"],
+            registry=self.registry,
+        )
         for model in models:
             self.add_model(model)
 

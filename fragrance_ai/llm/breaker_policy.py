@@ -1,5 +1,6 @@
 """A circuit breaker's policies, readable and testable on their own: the sliding failure-rate window, what
-counts as a failure, and the error a refused call raises.
+counts as a failure, how half-open trials are judged, how long each opening lasts, and the error a
+refused call raises.
 
 Pure bookkeeping: it must not read the clock, take a lock (the breaker holds its own around these), or log.
 """
@@ -8,7 +9,16 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreakerOpenError", "FailureRateWindow", "default_is_failure"]
+__all__ = [
+    "CLOSED",
+    "HALF_OPEN",
+    "OPEN",
+    "CircuitBreakerOpenError",
+    "FailureRateWindow",
+    "OpenPeriod",
+    "default_is_failure",
+    "judge_trials",
+]
 
 #: the breaker states, as the checklist names them
 CLOSED: Final = "closed"
@@ -98,3 +108,56 @@ class FailureRateWindow:
 def default_is_failure(exc: BaseException) -> bool:
     """Every exception the guarded call raises counts as a failure (cancellation never reaches here)."""
     return True
+
+
+def judge_trials(policy: str, failures: int, successes: int, failure_threshold: float, success_threshold: int) -> str | None:
+    """What a half-open breaker does after a trial: ``OPEN``, ``CLOSED``, or None (stay half-open).
+
+    ``consecutive`` (the checklist's rule): any failure reopens; ``success_threshold`` successes close.
+    ``failure_rate`` (resilience4j judges its permitted half-open calls on the failure rate): the trials
+    so far reopen once their failure rate is above ``failure_threshold`` (so a dead model's first failed
+    trial still reopens), and ``success_threshold`` trials at or under it close. Unlike resilience4j,
+    which waits for every permitted call, the judgement is made as trials come in.
+    """
+    if policy == "consecutive":
+        if failures:
+            return OPEN
+        return CLOSED if successes >= success_threshold else None
+    judged = failures + successes
+    if judged and failures / judged > failure_threshold:
+        return OPEN
+    return CLOSED if judged >= success_threshold else None
+
+
+class OpenPeriod:
+    """How long each opening lasts: ``timeout * multiplier ** (trips - 1)``, capped at ``max_timeout``.
+
+    ``trips`` counts the openings since the last stable close: a close that held for ``max_timeout``
+    seconds before the next opening starts the count over (Polly v8 and resilience4j lengthen the
+    break on repeated trips the same way). ``multiplier`` 1 keeps every opening at ``timeout`` (the
+    checklist). Times are passed in: this class reads no clock.
+    """
+
+    __slots__ = ("closed_at", "max_timeout", "multiplier", "timeout", "trips")
+
+    def __init__(self, timeout: float, multiplier: float = 1.0, max_timeout: float | None = None) -> None:
+        if isinstance(multiplier, bool) or not isinstance(multiplier, (int, float)) or not 1 <= multiplier <= 10:
+            raise ValueError(f"timeout_multiplier must be a number from 1 to 10; got {multiplier!r}")
+        cap = timeout if max_timeout is None else max_timeout
+        if isinstance(cap, bool) or not isinstance(cap, (int, float)) or not cap >= timeout:
+            raise ValueError(f"max_timeout must be a number of seconds >= timeout ({timeout:g}); got {max_timeout!r}")
+        self.timeout, self.multiplier, self.max_timeout = timeout, multiplier, cap
+        self.trips = 0
+        self.closed_at: float | None = None
+
+    def on_open(self, now: float) -> float:
+        """Count one opening at ``now``; how many seconds it lasts."""
+        if self.closed_at is not None and now - self.closed_at >= self.max_timeout:
+            self.trips = 0  # the last close was stable
+        self.closed_at = None
+        self.trips += 1
+        return min(self.timeout * self.multiplier ** (self.trips - 1), self.max_timeout)
+
+    def on_close(self, now: float) -> None:
+        """The breaker closed at ``now`` (the count of trips starts over if it stays closed long enough)."""
+        self.closed_at = now

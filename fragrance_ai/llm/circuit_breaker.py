@@ -2,9 +2,9 @@
 
 A :class:`CircuitBreaker` wraps calls to one model (``call`` / ``acall``). It opens when more than
 ``failure_threshold`` of the last ``window_size`` completed calls failed, rejects calls while open,
-lets ``half_open_requests`` trial calls through at once after ``timeout`` seconds, and closes again
-after ``success_threshold`` successes. :class:`LLMCircuitBreakerManager` builds one breaker per
-configured model and downshifts the ONE shared :class:`ModeController` whenever any of them opens.
+lets ``half_open_requests`` trial calls through at once after ``timeout`` seconds, and judges them by
+``half_open_policy``. :class:`LLMCircuitBreakerManager` builds one breaker per configured model and
+downshifts the ONE shared :class:`ModeController` whenever any of them opens.
 
 What this module must not do: read wall time (time comes from the injected ``clock``), hold its lock
 across the guarded call or a listener, create a ModeController behind the caller's back, or talk to
@@ -16,19 +16,22 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Final, ParamSpec, Protocol, TypeVar
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from fragrance_ai.clock import Clock, monotonic
-from fragrance_ai.config_schema import BreakerSettings
+from fragrance_ai.config_schema import HALF_OPEN_POLICIES, BreakerSettings
 from fragrance_ai.llm.breaker_policy import (
     CLOSED,
     HALF_OPEN,
     OPEN,
     CircuitBreakerOpenError,
     FailureRateWindow,
+    OpenPeriod,
     default_is_failure,
+    judge_trials,
 )
+from fragrance_ai.llm.breaker_settings import ConfigLike
 from fragrance_ai.llm.mode_controller import ModeController
 
 if TYPE_CHECKING:
@@ -49,10 +52,7 @@ logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-
-#: the constructor's defaults are the config's defaults: one place
-_DEFAULTS: Final = BreakerSettings()
+_DEFAULTS: Final = BreakerSettings()  # the constructor's defaults are the config's: one place
 
 # outcomes of one guarded call, as _after_call sees them
 _SUCCESS: Final = 0
@@ -79,7 +79,10 @@ class CircuitBreaker:
       Once ``timeout`` seconds have passed since it opened (``>=``), the breaker is half-open; this is
       decided lazily, whenever the state is read or a call arrives.
     * half_open: at most ``half_open_requests`` calls in flight at once; the rest are rejected.
-      Any failure reopens with a fresh timeout; ``success_threshold`` successes close it with an empty window.
+      ``half_open_policy`` judges the trials (:func:`~.breaker_policy.judge_trials`): ``failure_rate``
+      reopens (fresh timeout) once their failure rate is above ``failure_threshold`` and closes after
+      ``success_threshold`` trials at or under it; ``consecutive`` (the checklist's) reopens on any
+      failure and closes after ``success_threshold`` successes. Closing empties the window.
 
     What counts: an ``Exception`` for which ``is_failure(exc)`` is true is a failure (default: every
     Exception). Any other exception, and cancellation (``asyncio.CancelledError``, ``KeyboardInterrupt``,
@@ -98,10 +101,10 @@ class CircuitBreaker:
     """
 
     __slots__ = (
-        "_clock", "_generation", "_in_flight", "_listeners", "_lock", "_opened_at", "_state", "_trial_successes",
-        "_window", "enabled", "failure_threshold", "failures_total", "half_open_requests", "is_failure",
-        "minimum_calls", "model", "opened_total", "rejected_total", "requests_total", "success_threshold",
-        "timeout", "window_size",
+        "_clock", "_forced", "_generation", "_in_flight", "_listeners", "_lock", "_open_for", "_opened_at", "_period",
+        "_state", "_trial_failures", "_trial_successes", "_window", "enabled", "failure_threshold", "failures_total",
+        "half_open_policy", "half_open_requests", "is_failure", "minimum_calls", "model", "opened_total",
+        "rejected_total", "requests_total", "success_threshold", "timeout", "window_size",
     )
 
     def __init__(
@@ -118,7 +121,12 @@ class CircuitBreaker:
         is_failure: Callable[[BaseException], bool] | None = None,
         listeners: Iterable[BreakerListener] = (),
         enabled: bool = True,
+        half_open_policy: str = _DEFAULTS.half_open_policy,
+        timeout_multiplier: float = _DEFAULTS.timeout_multiplier,
+        max_timeout: float | None = None,
     ) -> None:
+        if half_open_policy not in HALF_OPEN_POLICIES:
+            raise ValueError(f"half_open_policy must be one of {', '.join(HALF_OPEN_POLICIES)}; got {half_open_policy!r}")
         if (
             isinstance(failure_threshold, bool)
             or not isinstance(failure_threshold, (int, float))
@@ -144,6 +152,7 @@ class CircuitBreaker:
         self.window_size = window_size
         self.minimum_calls = minimum_calls
         self.enabled = enabled
+        self.half_open_policy = half_open_policy
         self.is_failure: Callable[[BaseException], bool] = is_failure or default_is_failure
         self.requests_total = 0
         self.failures_total = 0
@@ -158,6 +167,10 @@ class CircuitBreaker:
         self._opened_at = 0.0
         self._in_flight = 0  # half-open trial calls admitted and not finished
         self._trial_successes = 0  # successes since the breaker went half-open
+        self._trial_failures = 0  # failures since the breaker went half-open (failure_rate policy)
+        self._forced: str | None = None  # an operator's force_open / force_close, until reset()
+        self._period = OpenPeriod(timeout, timeout_multiplier, max_timeout)  # raises ValueError on bad values
+        self._open_for: float = timeout  # how long the current (or last) opening lasts
 
     # ------------------------------------------------------------------------------------ the API
 
@@ -218,7 +231,25 @@ class CircuitBreaker:
         with self._lock:
             if self._state is not OPEN:
                 return 0.0
-            return max(0.0, self._opened_at + self.timeout - self._clock())
+            return max(0.0, self._opened_at + self._open_for - self._clock())
+
+    def force(self, state: str | None) -> None:
+        """An operator's hand: ``"open"`` stays open (no half-open) and ``"closed"`` never opens, until
+        ``force(None)``, which closes with an empty window (a reset). Listeners hear each transition."""
+        if state not in (OPEN, CLOSED, None):
+            raise ValueError(f"a breaker is forced open, closed or released (None); got {state!r}")
+        with self._lock:
+            self._forced = state
+            # a release or force-closed: a new generation and an empty window
+            opening = state is OPEN
+            event = self._transition_locked(CLOSED) if not opening else None if self._state is OPEN else self._open_locked()
+        if event is not None and event[0] != event[1]:
+            self._notify(*event)
+
+    @property
+    def forced(self) -> str | None:
+        """``"open"`` or ``"closed"`` while an operator holds the breaker there, else None."""
+        return self._forced
 
     def add_listener(self, listener: BreakerListener) -> None:
         """Call ``listener(breaker, old_state, new_state)`` after every transition."""
@@ -244,7 +275,7 @@ class CircuitBreaker:
                     )
             elif state is OPEN:
                 self.rejected_total += 1
-                retry_after = max(0.0, self._opened_at + self.timeout - self._clock())
+                retry_after = max(0.0, self._opened_at + self._open_for - self._clock())
                 rejection = CircuitBreakerOpenError(self.model, retry_after)
         if event is not None:
             self._notify(*event)
@@ -295,6 +326,7 @@ class CircuitBreaker:
                 window.record(True)
                 if (
                     self.enabled
+                    and self._forced is None
                     and window.count >= self.minimum_calls
                     and window.failures / window.count > self.failure_threshold
                 ):
@@ -302,24 +334,34 @@ class CircuitBreaker:
             else:
                 # same generation and not closed: a half-open trial (an open breaker admits nothing)
                 self._in_flight -= 1
-                if outcome == _FAILURE:
-                    event = self._open_locked()
-                elif outcome == _SUCCESS:
-                    self._trial_successes += 1
-                    if self._trial_successes >= self.success_threshold:
-                        event = self._transition_locked(CLOSED)
+                event = self._judge_trial_locked(outcome)
         if event is not None:
             self._notify(*event)
+
+    def _judge_trial_locked(self, outcome: int) -> tuple[str, str] | None:
+        """A half-open trial's outcome: reopen, close, or stay half-open (``breaker_policy.judge_trials``)."""
+        if outcome == _IGNORED:
+            return None
+        if outcome == _FAILURE:
+            self._trial_failures += 1
+        else:
+            self._trial_successes += 1
+        failed, succeeded = self._trial_failures, self._trial_successes
+        verdict = judge_trials(self.half_open_policy, failed, succeeded, self.failure_threshold, self.success_threshold)
+        if verdict is OPEN:
+            return self._open_locked()
+        return self._transition_locked(CLOSED) if verdict is CLOSED else None
 
     # ---------------------------------------------------------------------------------- transitions
 
     def _refresh_locked(self) -> tuple[str, str] | None:
-        if self._state is OPEN and self._clock() - self._opened_at >= self.timeout:
+        if self._state is OPEN and self._forced is None and self._clock() - self._opened_at >= self._open_for:
             return self._transition_locked(HALF_OPEN)
         return None
 
     def _open_locked(self) -> tuple[str, str]:
         self._opened_at = self._clock()
+        self._open_for = self._period.on_open(self._opened_at)
         self.opened_total += 1
         return self._transition_locked(OPEN)
 
@@ -329,8 +371,10 @@ class CircuitBreaker:
         self._generation += 1
         self._in_flight = 0
         self._trial_successes = 0
+        self._trial_failures = 0
         if new is CLOSED:
             self._window.reset()
+            self._period.on_close(self._clock())
         return old, new
 
     def _notify(self, old: str, new: str) -> None:
@@ -341,7 +385,7 @@ class CircuitBreaker:
                 self.model,
                 old,
                 self._window.rate * 100,
-                self.timeout,
+                self._open_for,
             )
         else:
             logger.info("circuit breaker %r: %s -> %s", self.model, old, new)
@@ -361,44 +405,6 @@ class CircuitBreaker:
 # ------------------------------------------------------------------------------------------ manager
 
 
-class _BreakerSettingsLike(Protocol):
-    @property
-    def failure_threshold(self) -> float: ...
-    @property
-    def success_threshold(self) -> int: ...
-    @property
-    def timeout(self) -> float: ...
-    @property
-    def half_open_requests(self) -> int: ...
-    @property
-    def window_size(self) -> int: ...
-    @property
-    def minimum_calls(self) -> int: ...
-
-
-class _CircuitBreakerConfigLike(Protocol):
-    @property
-    def enabled(self) -> bool: ...
-    @property
-    def auto_downshift(self) -> bool: ...
-    @property
-    def models(self) -> Mapping[str, _BreakerSettingsLike]: ...
-
-
-class _ModeControllerConfigLike(Protocol):
-    @property
-    def initial_mode(self) -> str: ...
-    @property
-    def upshift_quiet_period(self) -> float: ...
-
-
-class _ConfigLike(Protocol):
-    @property
-    def circuit_breaker(self) -> _CircuitBreakerConfigLike: ...
-    @property
-    def mode_controller(self) -> _ModeControllerConfigLike: ...
-
-
 class LLMCircuitBreakerManager:
     """One circuit breaker per configured model, all wired to one shared ModeController.
 
@@ -409,7 +415,7 @@ class LLMCircuitBreakerManager:
 
     def __init__(
         self,
-        config: Config | _ConfigLike | None = None,
+        config: Config | ConfigLike | None = None,
         mode_controller: ModeController | None = None,
         *,
         clock: Clock | None = None,
@@ -438,6 +444,9 @@ class LLMCircuitBreakerManager:
                 s.half_open_requests,
                 window_size=s.window_size,
                 minimum_calls=s.minimum_calls,
+                half_open_policy=s.half_open_policy,
+                timeout_multiplier=s.timeout_multiplier,
+                max_timeout=s.max_timeout,
                 model=model,
                 clock=clock,
                 listeners=listeners,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Annotated, Any, Final, Literal
 
@@ -26,6 +26,7 @@ from fragrance_ai.config_loader import Config
 from fragrance_ai.llm.ensemble import NoModelAvailableError
 from fragrance_ai.llm.health_check import overall_status
 from fragrance_ai.metrics import CONTENT_TYPE
+from fragrance_ai.service.admin import AdminTokens, install_admin
 from fragrance_ai.service.http_edge import BodyLimit, clean_errors, invalid_request
 from fragrance_ai.service.http_models import (
     MAX_PROMPT_CHARS,
@@ -101,8 +102,15 @@ def _install_error_handlers(app: FastAPI, fields: dict[str, tuple[str, ...]], un
         return JSONResponse(status_code=500, content={"error": "internal_error"})
 
 
-def create_app(config: Config | None = None, *, system: GuardSystem | None = None) -> FastAPI:
-    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``."""
+def create_app(
+    config: Config | None = None, *, system: GuardSystem | None = None, environ: Mapping[str, str] | None = None
+) -> FastAPI:
+    """The service for ``config`` (default: ``get_config()``), or around an already wired ``system``.
+
+    ``environ`` (default ``os.environ``) is where the admin tokens are read (:mod:`.admin`); a malformed
+    ``FRAGRANCE_ADMIN_TOKENS`` raises :class:`~fragrance_ai.service.admin.AdminTokenError` (a ValueError).
+    """
+    admin_tokens = AdminTokens.from_env(environ)  # before anything is built: a bad value starts nothing
     owned = system is None
     guarded = system if system is not None else GuardSystem.build(config)
     app = FastAPI(
@@ -176,5 +184,6 @@ def create_app(config: Config | None = None, *, system: GuardSystem | None = Non
             )
         return result.to_dict()
 
+    install_admin(app, guarded, admin_tokens)
     app.add_middleware(BodyLimit, max_body_bytes=guarded.config.service.max_body_bytes)
     return app

@@ -1,6 +1,6 @@
 """The Lua scripts that keep one model's circuit breaker in Redis: each call outcome is one atomic script.
 
-Keys: ``KEYS[1]`` a hash (``st`` state, ``gen`` generation, ``oat`` opened-at, ``ts`` trial successes,
+Keys: ``KEYS[1]`` a hash (``st`` state, ``gen`` generation, ``oat`` opened-at, ``ts``/``tf`` trial successes/failures,
 ``ring``/``cnt``/``fl``/``nx`` the failure-rate window, ``otot`` openings), ``KEYS[2]`` a sorted set of
 half-open trial permits (member: a call id, score: when the permit lapses, so a crashed replica's
 permit frees itself). A missing hash is a closed breaker with an empty window: nothing here ever writes
@@ -30,7 +30,7 @@ local function now_s()
   return now_v
 end
 local function open(now, gen)
-  redis.call('HSET', KEYS[1], 'st', 'open', 'gen', gen + 1, 'oat', tostring(now), 'ts', 0)
+  redis.call('HSET', KEYS[1], 'st', 'open', 'gen', gen + 1, 'oat', tostring(now), 'ts', 0, 'tf', 0)
   redis.call('HINCRBY', KEYS[1], 'otot', 1)
   redis.call('DEL', KEYS[2])
   return gen + 1
@@ -51,7 +51,7 @@ if st == 'open' and now - oat >= timeout then
   st = 'half_open'
   gen = gen + 1
   moved = 'open'
-  redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'ts', 0)
+  redis.call('HSET', KEYS[1], 'st', st, 'gen', gen, 'ts', 0, 'tf', 0)
   redis.call('DEL', KEYS[2])
 end
 if st == 'half_open' then
@@ -69,7 +69,8 @@ return {1, st, gen, '0', moved}
 
 #: ARGV: now, token (generation at admission, or 'cur' for a call admitted on a closed view),
 #: outcome (0 success, 1 failure, 2 ignored), call id,
-#: window_size, minimum_calls, failure_threshold, success_threshold, enabled (1/0)
+#: window_size, minimum_calls, failure_threshold, success_threshold, enabled (1/0),
+#: half_open_policy ('failure_rate' or 'consecutive': as ``breaker_policy.judge_trials``)
 #: -> one integer, state + 4 * moved_from (see RECORD_STATES, RECORD_MOVED)
 RECORD: Final = _PRELUDE + """
 local code = {closed = 0, open = 1, half_open = 2}
@@ -105,16 +106,27 @@ if st == 'closed' then
 end
 if st ~= 'half_open' then return code[st] end
 if redis.call('ZREM', KEYS[2], ARGV[4]) == 0 then return code[st] end
+if outcome == 2 then return code[st] end
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or '0')
+local tf = tonumber(redis.call('HGET', KEYS[1], 'tf') or '0')
 if outcome == 1 then
+  tf = redis.call('HINCRBY', KEYS[1], 'tf', 1)
+else
+  ts = redis.call('HINCRBY', KEYS[1], 'ts', 1)
+end
+local verdict = ''
+if ARGV[10] == 'consecutive' then
+  if tf > 0 then verdict = 'open' elseif ts >= tonumber(ARGV[8]) then verdict = 'closed' end
+else
+  if tf / (tf + ts) > tonumber(ARGV[7]) then verdict = 'open' elseif tf + ts >= tonumber(ARGV[8]) then verdict = 'closed' end
+end
+if verdict == 'open' then
   open(now_s(), gen)
   return 1 + 4 * 3
-elseif outcome == 0 then
-  local ts = redis.call('HINCRBY', KEYS[1], 'ts', 1)
-  if ts >= tonumber(ARGV[8]) then
-    redis.call('HSET', KEYS[1], 'st', 'closed', 'gen', gen + 1, 'ts', 0, 'cnt', 0, 'fl', 0, 'nx', 0, 'ring', '')
-    redis.call('DEL', KEYS[2])
-    return 0 + 4 * 3
-  end
+elseif verdict == 'closed' then
+  redis.call('HSET', KEYS[1], 'st', 'closed', 'gen', gen + 1, 'ts', 0, 'tf', 0, 'cnt', 0, 'fl', 0, 'nx', 0, 'ring', '')
+  redis.call('DEL', KEYS[2])
+  return 0 + 4 * 3
 end
 return code[st]
 """

@@ -59,7 +59,8 @@ class SharedCircuitBreaker(CircuitBreaker):
         self._view = link.script(VIEW)
         #: RECORD's arguments after (now, token, outcome, call id): the breaker's settings, fixed
         self._record_tail: list[str | float] = [
-            self.window_size, self.minimum_calls, self.failure_threshold, self.success_threshold, 1 if self.enabled else 0
+            self.window_size, self.minimum_calls, self.failure_threshold, self.success_threshold, 1 if self.enabled else 0,
+            self.half_open_policy,
         ]
         #: the fleet state this replica saw last (from any script reply), and when it asked (local clock)
         self._seen: str = CLOSED

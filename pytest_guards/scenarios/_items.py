@@ -43,6 +43,17 @@ if TYPE_CHECKING:
 __all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
+def _memory_only(overrides: dict[str, Any]) -> bool:
+    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period)."""
+    cb = overrides.get("circuit_breaker")
+    if not isinstance(cb, dict):
+        return False
+    models = cb.get("models")
+    if not isinstance(models, dict):
+        models = {}
+    return any(isinstance(s, dict) and s.get("timeout_multiplier", 1) != 1 for s in (cb, *models.values()))
+
+
 class ScenarioFile(pytest.File):
     """A ``*.scenario.yaml`` file."""
 
@@ -76,6 +87,8 @@ class ScenarioFile(pytest.File):
             return
         if scenario.replicas > 1 and self.base_config.state.backend != "redis":
             return  # a fleet scenario checks shared state: it has nothing to say about a memory backend
+        if self.base_config.state.backend == "redis" and _memory_only(scenario.config):
+            return  # it sets a memory-only breaker setting, which a Redis config refuses
         if self.target_url:
             if not scenario.live_capable:
                 return  # an in-process scenario has nothing to say about a running service

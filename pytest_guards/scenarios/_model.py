@@ -45,12 +45,14 @@ _IN_PROCESS_STEPS: Final = {
     "cache": "reach the cache",
     "network": "inject network faults",
     "wait": "wait in real time",
+    "traffic": "move virtual time between briefs",
 }
 _IN_PROCESS_EXPECT: Final = {
     "config": "the local config",
     "calls": "LLM call logs",
     "call_log": "LLM call logs",
     "elapsed": "virtual time",
+    "rates": "a traffic step's tally",
 }
 
 
@@ -433,6 +435,8 @@ def _check_time(data: dict[str, Any], steps: tuple[Step, ...], report: Any) -> N
             report(step.path, "`wait` is real time, for toxiproxy and live fault scenarios only; use `advance` (virtual time)")
         elif step.kind == "advance" and real_time:
             report(step.path, "a toxiproxy or live fault scenario runs in real time: use `wait: seconds`, not `advance`")
+        elif step.kind == "traffic" and real_time:
+            report(step.path, "a toxiproxy or live fault scenario runs in real time: `traffic` moves virtual time between briefs")
 
 
 def _live_allowed(target: Any, requires: set[str]) -> set[str]:

@@ -24,6 +24,7 @@ from pytest_guards.scenarios._model import Scenario, Step
 from pytest_guards.scenarios._policy import Policy, shipped_policy
 from pytest_guards.scenarios._targets import Response, Target
 from pytest_guards.scenarios._timeline import Timeline
+from pytest_guards.scenarios._traffic import TrafficTally, run_traffic
 
 __all__ = ["ScenarioFailure", "run_scenario", "unreachable"]
 
@@ -62,6 +63,8 @@ class _State:
     last_health: Response | None = None
     briefs: int = 0
     log: list[str] = field(default_factory=list)
+    #: what the last ``traffic`` step saw (``expect: {rates: ...}`` judges it)
+    traffic: TrafficTally | None = None
 
 
 @dataclass
@@ -227,6 +230,11 @@ async def _cache(value: Any, target: Target, state: _State) -> None:
     target.cache_op(value)
 
 
+async def _traffic(value: Any, target: Target, state: _State) -> None:
+    state.traffic = await run_traffic(value, target, state.briefs + 1)
+    state.briefs += value["briefs"]
+
+
 _ACTIONS: Final[Mapping[str, Callable[[Any, Target, _State], Awaitable[None]]]] = {
     "brief": _brief,
     "health": _health,
@@ -236,6 +244,7 @@ _ACTIONS: Final[Mapping[str, Callable[[Any, Target, _State], Awaitable[None]]]] 
     "llm": _llm,
     "network": _network,
     "cache": _cache,
+    "traffic": _traffic,
 }
 
 
@@ -368,6 +377,22 @@ async def _expect_elapsed(want: Any, run: _Run, state: _State, judge: Judge) -> 
         judge("real seconds elapsed" if run.target.name == "live" else "virtual seconds elapsed", want, run.elapsed())
 
 
+async def _expect_rates(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    if state.traffic is None:
+        judge.fail("rates: no traffic step ran before this expectation")
+        return
+    rates = state.traffic.rates()
+    before = len(judge.failures)
+    for key, spec in want.items():
+        if isinstance(rates[key], dict):
+            for name, check in spec.items():
+                judge(f"rates {key} {name}", check, rates[key].get(name, 0.0))
+        else:
+            judge(f"rates {key}", spec, rates[key])
+    if len(judge.failures) > before:
+        judge.failures.append(state.traffic.summary())
+
+
 #: every ``expect`` key, in the order a report lists its failures
 _EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable[None]]]] = {
     "breaker": _expect_breaker,
@@ -381,6 +406,7 @@ _EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable
     "calls": _expect_calls,
     "call_log": _expect_call_log,
     "elapsed": _expect_elapsed,
+    "rates": _expect_rates,
 }
 
 

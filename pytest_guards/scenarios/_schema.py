@@ -90,6 +90,19 @@ _EXPECT: Final = {
             "additionalProperties": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         },
         "elapsed": CHECK,
+        # shares over the last traffic step: fallback_rate, error_rate, and per model or mode
+        "rates": {
+            "type": "object",
+            "additionalProperties": False,
+            "minProperties": 1,
+            "properties": {
+                "fallback_rate": CHECK,
+                "error_rate": CHECK,
+                "model_share": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+                "open_share": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+                "mode_share": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+            },
+        },
         # every bound of this checklist item in the policy (policy.yaml, or a team's tighter one)
         "policy": {"enum": list(CHECKLIST_ITEMS)},
     },
@@ -200,6 +213,22 @@ STEP: dict[str, Any] = {
         # add up past its --live-max-wait
         _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
         _step("cache", {"enum": ["cleanup", "clear"]}),
+        # many distinct briefs in turn, the virtual clock moved `every` seconds after each (partial failure)
+        _step(
+            "traffic",
+            {
+                "type": "object",
+                "additionalProperties": False,
+                "required": ["briefs"],
+                "properties": {
+                    "briefs": {"type": "integer", "minimum": 1, "maximum": 20_000},
+                    "every": {"type": "number", "exclusiveMinimum": 0, "maximum": 3600},
+                    "prompt": {"type": "string", "minLength": 1},
+                    "mode": {"enum": _MODES},
+                    "via": {"enum": ["http", "ensemble"]},
+                },
+            },
+        ),
         _step("expect", _EXPECT),
         _step("repeat", _REPEAT),
         _step("parallel", _PARALLEL),

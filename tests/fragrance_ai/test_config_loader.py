@@ -168,6 +168,31 @@ def test_minimum_calls_above_window(tmp_path: Path) -> None:
     assert "window_size" in message
 
 
+def test_max_timeout_below_timeout(tmp_path: Path) -> None:
+    [(_, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  timeout: 120\n  max_timeout: 90\n"))
+    assert key == "circuit_breaker.max_timeout"
+    assert message == "must be >= timeout (120), found 90: it caps the open period"
+
+
+def test_breaker_settings_of_issue_14_default_and_choices(tmp_path: Path) -> None:
+    cb = load_config(default_config_path()).circuit_breaker.for_model("qwen")
+    assert (cb.half_open_policy, cb.window_size, cb.timeout_multiplier, cb.max_timeout) == ("failure_rate", 100, 1, 600)
+    [(_, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  half_open_policy: sometimes\n"))
+    assert key == "circuit_breaker.half_open_policy"
+    assert "failure_rate" in message
+    assert "consecutive" in message
+
+
+@pytest.mark.parametrize("where", ["circuit_breaker:\n  timeout_multiplier: 2\n",
+                                   "circuit_breaker:\n  models:\n    qwen: {timeout_multiplier: 2}\n"])
+def test_a_growing_open_period_is_memory_only(tmp_path: Path, where: str) -> None:
+    text = "state:\n  backend: redis\n" + where
+    [(_, key, message)] = issues_of(write(tmp_path, text))
+    assert key.endswith("timeout_multiplier")
+    assert message.startswith("a growing open period is memory-only")
+    assert load_config(write(tmp_path, where, "memory.yaml")).circuit_breaker.for_model("qwen").timeout_multiplier == 2
+
+
 def test_duplicate_keys_are_errors_not_overwrites(tmp_path: Path) -> None:
     [(line, key, message)] = issues_of(write(tmp_path, "cache:\n  max_size: 10\n  max_size: 11\n"))
     assert (line, key, message) == (3, "cache.max_size", "duplicate key")

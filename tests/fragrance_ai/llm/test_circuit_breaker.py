@@ -95,7 +95,9 @@ def test_invalid_arguments_name_the_argument_and_value(kwargs: dict[str, Any], n
 def test_defaults_match_the_checklist() -> None:
     b = CircuitBreaker()
     assert (b.failure_threshold, b.success_threshold, b.timeout, b.half_open_requests) == (0.5, 5, 60, 3)
-    assert (b.window_size, b.minimum_calls, b.model, b.state) == (20, 10, "default", "closed")
+    # window 100 (was 20): a 20-call window opens on noise at a 20% fault rate (README, "Partial failure")
+    assert (b.window_size, b.minimum_calls, b.model, b.state) == (100, 10, "default", "closed")
+    assert b.half_open_policy == "failure_rate"
 
 
 # ----------------------------------------------------------------------------------- the window
@@ -582,7 +584,8 @@ def test_disabled_breaker_never_opens_but_counts() -> None:
 
 def settings(**overrides: Any) -> SimpleNamespace:
     base: dict[str, Any] = dict(
-        failure_threshold=0.5, success_threshold=5, timeout=60.0, half_open_requests=3, window_size=20, minimum_calls=10
+        failure_threshold=0.5, success_threshold=5, timeout=60.0, half_open_requests=3, window_size=20, minimum_calls=10,
+        half_open_policy="failure_rate", timeout_multiplier=1.0, max_timeout=600.0,
     )
     base.update(overrides)
     return SimpleNamespace(**base)
@@ -724,3 +727,74 @@ def test_the_checklist_verification_snippet(monkeypatch: pytest.MonkeyPatch, tmp
     assert all(b.timeout == 60 for b in manager.breakers.values())
     assert all(b.state == "closed" for b in manager.breakers.values())
     assert manager.mode_controller.mode == "creative"
+
+
+# ------------------------------------------------------------------------------- half_open_policy
+
+
+@pytest.mark.parametrize(
+    ("policy", "outcomes", "expected"),
+    [
+        ("failure_rate", "F", "open"),  # a dead model's first failed trial reopens
+        ("failure_rate", "SSFSS", "closed"),  # 1 failure in 5 trials: 20% <= 50%
+        ("failure_rate", "SFF", "open"),  # 2 of 3: above 50%
+        ("failure_rate", "SF", "half_open"),  # 1 of 2: not above 50%, not yet 5 trials
+        ("consecutive", "SSF", "open"),  # the checklist's rule: any failure reopens
+        ("consecutive", "SSSSS", "closed"),
+    ],
+)
+def test_half_open_policy_judges_the_trials(policy: str, outcomes: str, expected: str) -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker(0.5, 5, 60, 1, window_size=10, minimum_calls=2, clock=clock, half_open_policy=policy)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call(fail)
+    clock.advance(60)
+    assert b.state == "half_open"
+    for outcome in outcomes:
+        if b.state != "half_open":
+            break
+        if outcome == "F":
+            with pytest.raises(Boom):
+                b.call(fail)
+        else:
+            b.call(ok)
+    assert b.state == expected
+
+
+def test_half_open_policy_must_be_known() -> None:
+    with pytest.raises(ValueError, match="half_open_policy must be one of failure_rate, consecutive; got 'sometimes'"):
+        CircuitBreaker(half_open_policy="sometimes")
+
+
+# ------------------------------------------------------------------------------- growing open period
+
+
+def test_open_period_grows_capped_and_starts_over_after_a_stable_close() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker(0.5, 1, 60, 1, window_size=10, minimum_calls=2, clock=clock, timeout_multiplier=2, max_timeout=200)
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call(fail)
+    waits = []
+    for _ in range(4):
+        waits.append(b.retry_after())
+        clock.advance(b.retry_after())
+        with pytest.raises(Boom):
+            b.call(fail)  # the trial fails: reopens
+    assert waits == [60, 120, 200, 200]
+    clock.advance(b.retry_after())
+    b.call(ok)  # success_threshold 1: closed
+    assert b.state == "closed"
+    clock.advance(200)  # a stable close
+    for _ in range(2):
+        with pytest.raises(Boom):
+            b.call(fail)
+    assert b.retry_after() == 60
+
+
+def test_open_period_settings_are_checked() -> None:
+    with pytest.raises(ValueError, match="timeout_multiplier must be a number from 1 to 10"):
+        CircuitBreaker(timeout_multiplier=0.5)
+    with pytest.raises(ValueError, match=r"max_timeout must be a number of seconds >= timeout \(60\)"):
+        CircuitBreaker(timeout=60, max_timeout=30)
