@@ -56,10 +56,10 @@ def reparse_same_text(system: GuardSystem) -> None:
     real_call = ensemble._call
     last: dict[str, str | None] = {}
 
-    async def call(model: str, breaker: Any, request: Any) -> tuple[str, str | None]:
+    async def call(model: str, breaker: Any, request: Any, purpose: Any) -> tuple[str, str | None]:
         if any(message.role == "assistant" for message in request.messages):  # a re-ask
             return "ok", last.get(model)
-        outcome, text = await real_call(model, breaker, request)
+        outcome, text = await real_call(model, breaker, request, purpose)
         last[model] = text
         return outcome, text
 
@@ -70,6 +70,9 @@ class _FailuresOnly(FailureRateWindow):
     def record(self, failed: bool) -> None:
         if failed:
             super().record(True)
+
+    def record_success(self) -> None:
+        return None  # the illustration's defect: successes never reach the window
 
 
 def failures_only_breaker(system: GuardSystem) -> None:
