@@ -46,7 +46,12 @@ _IN_PROCESS_STEPS: Final = {
     "network": "inject network faults",
     "wait": "wait in real time",
 }
-_IN_PROCESS_EXPECT: Final = {"config": "the local config", "calls": "LLM call logs", "elapsed": "virtual time"}
+_IN_PROCESS_EXPECT: Final = {
+    "config": "the local config",
+    "calls": "LLM call logs",
+    "requests": "the requests its models received",
+    "elapsed": "virtual time",
+}
 
 
 @dataclass(frozen=True, slots=True)

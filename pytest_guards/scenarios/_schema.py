@@ -64,8 +64,24 @@ _METRIC_CHECK: Final = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "value": CHECK,
         "delta": CHECK,
+        # the change since the previous expectation that read this series: a counter's shape, step by step
+        "increases_by": CHECK,
     },
-    "anyOf": [{"required": ["value"]}, {"required": ["delta"]}],
+    "anyOf": [{"required": ["value"]}, {"required": ["delta"]}, {"required": ["increases_by"]}],
+}
+
+#: the fields of one request a model received (``pytest_guards.scenarios._observations.request_fields``)
+_REQUEST_FIELDS: Final = {"type": "object", "additionalProperties": CHECK, "minProperties": 1}
+_REQUESTS_CHECK: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "count": CHECK,
+        "increases_by": CHECK,
+        "last": _REQUEST_FIELDS,
+        "every": _REQUEST_FIELDS,
+    },
 }
 
 _EXPECT: Final = {
@@ -81,6 +97,8 @@ _EXPECT: Final = {
         "metric": {"type": "array", "items": _METRIC_CHECK, "minItems": 1},
         "config": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         "calls": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
+        # the requests each (fake) model received: count, increases_by, fields of the last / every new one
+        "requests": {"type": "object", "additionalProperties": _REQUESTS_CHECK, "minProperties": 1},
         "elapsed": CHECK,
         # every bound of this checklist item in the policy (policy.yaml, or a team's tighter one)
         "policy": {"enum": list(CHECKLIST_ITEMS)},
