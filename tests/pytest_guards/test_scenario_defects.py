@@ -242,6 +242,16 @@ def _waiter_fallback_misreported(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(LLMEnsemble, "_brief", brief)
 
 
+def _countdown_never_runs(mp: pytest.MonkeyPatch) -> None:
+    real = ModeController.seconds_until_upshift
+
+    def seconds_until_upshift(self: ModeController) -> float | None:
+        left = real(self)
+        return None if left is None else 0.0  # an upshift always "due"
+
+    mp.setattr(ModeController, "seconds_until_upshift", seconds_until_upshift)
+
+
 def _max_size_plus_one(mp: pytest.MonkeyPatch) -> None:
     real = LRUCacheWithTTL.__init__
 
@@ -271,6 +281,7 @@ CASES: list[tuple[str, str, Patch]] = [
     ("json_guard/reask_carries_the_reason", "jg-reask-carries-the-rejection-reason", _reask_without_reason),
     ("cache/single_flight_waiters_report", "cache-single-flight-waiters-report-truly", _waiter_fallback_misreported),
     ("cache/max_size_one", "cache-max-size-one", _max_size_plus_one),
+    ("circuit_breaker/guards_shows_the_upshift_countdown", "cb-guards-shows-the-upshift-countdown", _countdown_never_runs),
 ]
 
 
