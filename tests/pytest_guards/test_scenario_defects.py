@@ -252,6 +252,18 @@ def _countdown_never_runs(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(ModeController, "seconds_until_upshift", seconds_until_upshift)
 
 
+def _retry_after_whole_seconds(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.check_model
+
+    async def check_model(self: LLMHealthChecker, model: str) -> dict[str, Any]:
+        result = await real(self, model)
+        if "retry_after_s" in result:
+            result["retry_after_s"] = round(result["retry_after_s"])
+        return result
+
+    mp.setattr(LLMHealthChecker, "check_model", check_model)
+
+
 def _max_size_plus_one(mp: pytest.MonkeyPatch) -> None:
     real = LRUCacheWithTTL.__init__
 
@@ -281,6 +293,7 @@ CASES: list[tuple[str, str, Patch]] = [
     ("json_guard/reask_carries_the_reason", "jg-reask-carries-the-rejection-reason", _reask_without_reason),
     ("cache/single_flight_waiters_report", "cache-single-flight-waiters-report-truly", _waiter_fallback_misreported),
     ("cache/max_size_one", "cache-max-size-one", _max_size_plus_one),
+    ("health_check/open_breaker_details", "hc-open-breaker-says-when-to-retry", _retry_after_whole_seconds),
     ("circuit_breaker/guards_shows_the_upshift_countdown", "cb-guards-shows-the-upshift-countdown", _countdown_never_runs),
 ]
 
