@@ -1,6 +1,8 @@
 # make test    set everything up and run the whole test suite (what CI runs)
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
+# make mutate  mutation benchmark: how many sampled mutants of the six guard modules the scenarios ALONE kill
+#              (installs mutmut 3 into .venv; not part of make test; ~30-45 min on 2 shared cores)
 # make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s), then
 #              10,000 briefs x 2 rounds at concurrency 50 with 20% random 503s per model (bounded: 3000 s)
 # make tools   install promtool, toxiproxy-server and redis-server into .tools/bin (make test does it; fragrance-ai install-tools),
@@ -11,7 +13,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: test tools verify snippets bench load lint clean
+.PHONY: test tools verify snippets bench load lint clean mutate
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,6 +42,11 @@ bench: $(STAMP)
 	bash scripts/install_hey.sh .tools/bin
 	$(BIN)/python benchmarks/run.py
 
+# MUTATE_ARGS: e.g. "--per-module 40 --seed 18 --max-children 2" (the defaults)
+mutate: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'mutmut>=3.8,<4'
+	$(BIN)/python scripts/mutate.py $(MUTATE_ARGS)
+
 load: $(STAMP)
 	$(BIN)/python scripts/http_load.py --rounds 3 --budget 300
 	$(BIN)/python scripts/brief_load.py --briefs 10000 --concurrency 50 --fault-rate 0.2 --rounds 2 --budget 3000
@@ -49,4 +56,4 @@ lint: $(STAMP)
 	$(BIN)/ruff check fragrance_ai pytest_guards tests benchmarks scripts
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .mypy_cache *.egg-info mutants

@@ -51,6 +51,7 @@ _IN_PROCESS_EXPECT: Final = {
     "config": "the local config",
     "calls": "LLM call logs",
     "call_log": "LLM call logs",
+    "requests": "the requests its models received",
     "elapsed": "virtual time",
     "rates": "a traffic step's tally",
 }

@@ -21,6 +21,7 @@ from fragrance_ai.yaml_positions import format_path
 from pytest_guards.metrics import MetricNotFoundError
 from pytest_guards.scenarios._expressions import MISSING, Judge, lookup
 from pytest_guards.scenarios._model import Scenario, Step
+from pytest_guards.scenarios._observations import Observer, expect_requests
 from pytest_guards.scenarios._policy import Policy, shipped_policy
 from pytest_guards.scenarios._targets import Response, Target
 from pytest_guards.scenarios._timeline import Timeline
@@ -76,6 +77,8 @@ class _Run:
     elapsed: Callable[[], float] | None
     policy: Policy
     timeline: Timeline | None = None
+    #: what earlier expectations saw (``increases_by``); one per run, shared by parallel copies
+    observer: Observer = field(default_factory=Observer)
 
 
 async def run_scenario(
@@ -171,7 +174,7 @@ def _on(run: _Run, state: _State) -> _Run:
     at = getattr(run.target, "replica", None)
     if at is None:
         raise RuntimeError(f"target {run.target.name} runs one replica; the scenario declares {run.scenario.replicas}")
-    return _Run(run.scenario, at(state.replica), run.elapsed, run.policy)
+    return _Run(run.scenario, at(state.replica), run.elapsed, run.policy, observer=run.observer)
 
 
 async def _fleet_step(run: _Run, step: Step) -> None:
@@ -321,15 +324,19 @@ async def _expect_metric(want: Any, run: _Run, state: _State, judge: Judge) -> N
     for item in want:
         labels = item.get("labels", {})
         shown = item["name"] + ("{" + ", ".join(f'{k}="{v}"' for k, v in labels.items()) + "}" if labels else "")
-        for how in ("value", "delta"):
-            if how not in item:
-                continue
-            try:
-                actual = getattr(run.target.metrics, how)(item["name"], **labels)
-            except MetricNotFoundError as exc:
-                judge.fail(f"metric {shown}: {exc}")
-                continue
-            judge(f"metric {shown} {how}" if how == "delta" else f"metric {shown}", item[how], actual)
+        try:
+            value = run.target.metrics.value(item["name"], **labels)
+            delta = run.target.metrics.delta(item["name"], **labels)
+        except MetricNotFoundError as exc:
+            judge.fail(f"metric {shown}: {exc}")
+            continue
+        if "value" in item:
+            judge(f"metric {shown}", item["value"], value)
+        if "delta" in item:
+            judge(f"metric {shown} delta", item["delta"], delta)
+        increase = run.observer.metric_increase(item["name"], labels, value, baseline=value - delta)
+        if "increases_by" in item:
+            judge(f"metric {shown} increase since its previous check", item["increases_by"], increase)
 
 
 async def _expect_config(want: Any, run: _Run, state: _State, judge: Judge) -> None:
@@ -372,6 +379,10 @@ async def _expect_call_log(want: Any, run: _Run, state: _State, judge: Judge) ->
             judge(f"call_log {model} {key}", spec, lookup(view, key))
 
 
+async def _expect_requests(want: Any, run: _Run, state: _State, judge: Judge) -> None:
+    expect_requests(want, run.target, run.observer, judge)
+
+
 async def _expect_elapsed(want: Any, run: _Run, state: _State, judge: Judge) -> None:
     if run.elapsed is not None:
         judge("real seconds elapsed" if run.target.name == "live" else "virtual seconds elapsed", want, run.elapsed())
@@ -405,6 +416,7 @@ _EXPECTATIONS: Final[Mapping[str, Callable[[Any, _Run, _State, Judge], Awaitable
     "policy": _expect_policy,
     "calls": _expect_calls,
     "call_log": _expect_call_log,
+    "requests": _expect_requests,
     "elapsed": _expect_elapsed,
     "rates": _expect_rates,
 }

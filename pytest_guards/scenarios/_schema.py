@@ -66,8 +66,24 @@ _METRIC_CHECK: Final = {
         "labels": {"type": "object", "additionalProperties": {"type": "string"}},
         "value": CHECK,
         "delta": CHECK,
+        # the change since the previous expectation that read this series: a counter's shape, step by step
+        "increases_by": CHECK,
     },
-    "anyOf": [{"required": ["value"]}, {"required": ["delta"]}],
+    "anyOf": [{"required": ["value"]}, {"required": ["delta"]}, {"required": ["increases_by"]}],
+}
+
+#: the fields of one request a model received (``pytest_guards.scenarios._observations.request_fields``)
+_REQUEST_FIELDS: Final = {"type": "object", "additionalProperties": CHECK, "minProperties": 1}
+_REQUESTS_CHECK: Final = {
+    "type": "object",
+    "additionalProperties": False,
+    "minProperties": 1,
+    "properties": {
+        "count": CHECK,
+        "increases_by": CHECK,
+        "last": _REQUEST_FIELDS,
+        "every": _REQUEST_FIELDS,
+    },
 }
 
 _EXPECT: Final = {
@@ -89,6 +105,8 @@ _EXPECT: Final = {
             "minProperties": 1,
             "additionalProperties": {"type": "object", "additionalProperties": CHECK, "minProperties": 1},
         },
+        # the requests each (fake) model received: count, increases_by, fields of the last / every new one
+        "requests": {"type": "object", "additionalProperties": _REQUESTS_CHECK, "minProperties": 1},
         "elapsed": CHECK,
         # shares over the last traffic step: fallback_rate, error_rate, and per model or mode
         "rates": {

@@ -108,6 +108,7 @@ class _SystemInThisProcess(_HTTPMixin):
     system: GuardSystem
     llm: ScriptedModels
     _calls_before_set: dict[str, int]
+    _requests_kept: dict[str, list[Any]]
 
     async def prepare(self) -> None:
         raise NotImplementedError
@@ -142,6 +143,7 @@ class _SystemInThisProcess(_HTTPMixin):
 
     async def set_llm(self, model: str, script: Script, spec: Any) -> None:
         self._calls_before_set[model] = self.calls(model)
+        self._requests_kept[model] = self.requests_seen(model)
         self.llm.set(model, script)
 
     async def model_names(self) -> tuple[str, ...]:
@@ -149,6 +151,10 @@ class _SystemInThisProcess(_HTTPMixin):
 
     async def call_log(self, model: str) -> list[dict[str, Any]]:
         return [call_record(c) for c in self.llm.calls(model)]
+    def requests_seen(self, model: str) -> list[Any]:
+        """The bodies of every request ``model`` received in this run, in order (across re-scripting)."""
+        earlier = self._requests_kept.get(model, [])
+        return [*earlier, *(record.request for record in self.llm.calls(model))]
 
     def calls(self, model: str) -> int:
         return self._calls_before_set.get(model, 0) + self.llm.call_count(model)
@@ -175,6 +181,7 @@ class InProcessTarget(_SystemInThisProcess):
         self.llm = harness.llm
         self.metrics = harness.metrics
         self._calls_before_set = {}
+        self._requests_kept = {}
 
     async def prepare(self) -> None:
         self.harness.metrics.mark()
@@ -202,6 +209,7 @@ class FleetTarget(InProcessTarget):
         self.replicas = replicas
         self.redis_server = redis
         self._calls_before_set = replicas[0]._calls_before_set  # the models are shared: one call count
+        self._requests_kept = replicas[0]._requests_kept
         self._started: list[GuardHarness] = []  # replicas started by restart(), closed by aclose()
 
     async def restart(self, n: int) -> None:
@@ -230,6 +238,7 @@ class FleetTarget(InProcessTarget):
         """Replica ``n`` (1-based), counting LLM calls with every other replica (they share the models)."""
         target = self.replicas[n - 1]
         target._calls_before_set = self._calls_before_set
+        target._requests_kept = self._requests_kept
         return target
 
     async def prepare(self) -> None:
@@ -255,6 +264,7 @@ class NetworkTarget(_SystemInThisProcess):
         self.proxies = proxies
         self.metrics = MetricsProbe(system.metrics.registry)
         self._calls_before_set = {}
+        self._requests_kept = {}
         self._toxics: dict[str, list[str]] = {}
         self._started = time.monotonic()
 

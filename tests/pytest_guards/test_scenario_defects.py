@@ -1,0 +1,315 @@
+"""Each scenario written for a blind spot of issue 18 fails on the defect it is for.
+
+A test builds the defective variant (one part monkeypatched: a counter set instead of incremented, a
+half-open trial that frees two slots, a probe error read as healthy...) and runs the shipped checklist
+scenario against it in process, as the plugin does: the run must fail, naming the scenario. The same
+scenarios pass on the reference implementation (``pytest pytest_guards/checklist`` runs them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
+from fragrance_ai.config_loader import default_config_path, load_config
+from fragrance_ai.llm import ensemble as ensemble_module
+from fragrance_ai.llm import guard_run, health_check, json_extract, strict_json
+from fragrance_ai.llm.breaker_policy import FailureRateWindow
+from fragrance_ai.llm.circuit_breaker import HALF_OPEN, CircuitBreaker
+from fragrance_ai.llm.ensemble import LLMEnsemble
+from fragrance_ai.llm.guards import JSONHardGuard
+from fragrance_ai.llm.health_check import LLMHealthChecker
+from fragrance_ai.llm.mode_controller import ModeController
+from pytest_guards.clock import GuardClock
+from pytest_guards.faults import FaultyLLM
+from pytest_guards.harness import open_harness
+from pytest_guards.scenarios import (
+    CHECKLIST_DIR,
+    InProcessTarget,
+    ScenarioFailure,
+    Timeline,
+    load_scenario,
+    resolve_scenario,
+    run_scenario,
+)
+
+Patch = Callable[[pytest.MonkeyPatch], None]
+
+
+async def _run(path: Path) -> None:
+    """One checklist scenario against the reference system in this process (as the plugin runs it)."""
+    scenario = load_scenario(path)
+    base = load_config(default_config_path())
+    config = base.with_overrides(scenario.config, source="defect test") if scenario.config else base
+    scenario, problems = resolve_scenario(scenario, config.to_dict())
+    assert not problems
+    clock = GuardClock().start()
+    llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
+    llm.start()
+    try:
+        async with open_harness(config, clock=clock, llm=llm) as harness:
+            for model, script in scenario.given_llm.items():
+                llm.set(model, script)
+            timeline = Timeline(lambda: clock.elapsed, kind="virtual", file=str(scenario.file))
+            await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, timeline=timeline)
+    finally:
+        llm.stop()
+        clock.stop()
+
+
+def _fails(path: Path) -> ScenarioFailure:
+    with pytest.raises(ScenarioFailure) as caught:
+        asyncio.run(_run(path))
+    return caught.value
+
+
+# ----------------------------------------------------------------------------------------- defects
+
+
+def _expirations_set_to_one(mp: pytest.MonkeyPatch) -> None:
+    real = LRUCacheWithTTL._expire_locked
+
+    def expire(self: LRUCacheWithTTL[Any, Any], now: float) -> int:
+        removed = real(self, now)
+        if removed:
+            self.expirations = 1  # set, not added
+        return removed
+
+    mp.setattr(LRUCacheWithTTL, "_expire_locked", expire)
+
+
+def _opened_set_to_one(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker._open_locked
+
+    def open_locked(self: CircuitBreaker) -> tuple[str, str]:
+        event = real(self)
+        self.opened_total = 1
+        return event
+
+    mp.setattr(CircuitBreaker, "_open_locked", open_locked)
+
+
+def _requests_start_at_one(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker.__init__
+
+    def init(self: CircuitBreaker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self.failures_total = 1
+
+    mp.setattr(CircuitBreaker, "__init__", init)
+
+
+def _upshifts_set_to_one(mp: pytest.MonkeyPatch) -> None:
+    real = ModeController._upshift_locked
+
+    def upshift(self: ModeController) -> tuple[str, str]:
+        event = real(self)
+        self.upshifts_total = 1
+        return event
+
+    mp.setattr(ModeController, "_upshift_locked", upshift)
+
+
+def _parse_failures_first_only(mp: pytest.MonkeyPatch) -> None:
+    real = JSONHardGuard._record
+
+    def record(self: JSONHardGuard, errors: list[Any], *args: Any) -> None:
+        real(self, errors[:1], *args)  # only the first rejection of a request is counted
+
+    mp.setattr(JSONHardGuard, "_record", record)
+
+
+def _trial_frees_two_slots(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker._after_call
+
+    def after_call(self: CircuitBreaker, token: int, outcome: int) -> None:
+        trial = token == self._generation and self._state is HALF_OPEN
+        real(self, token, outcome)
+        if trial:
+            self._in_flight -= 1
+
+    mp.setattr(CircuitBreaker, "_after_call", after_call)
+
+
+def _failures_never_leave_the_window(mp: pytest.MonkeyPatch) -> None:
+    real = FailureRateWindow.record
+
+    def record(self: FailureRateWindow, failed: bool) -> None:
+        before = self.failures
+        real(self, failed)
+        self.failures = max(self.failures, before)
+
+    mp.setattr(FailureRateWindow, "record", record)
+
+
+def _window_at_least_twenty(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker.__init__
+
+    def init(self: CircuitBreaker, *args: Any, **kwargs: Any) -> None:
+        kwargs["window_size"] = max(20, kwargs.get("window_size", 20))
+        real(self, *args, **kwargs)
+
+    mp.setattr(CircuitBreaker, "__init__", init)
+
+
+def _probe_error_reads_healthy(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(health_check, "failure_reason", lambda exc: None)
+
+
+def _health_cache_one_second_long(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.__init__
+
+    def init(self: LLMHealthChecker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self._results.ttl_seconds = self.cache_seconds + 0.5
+
+    mp.setattr(LLMHealthChecker, "__init__", init)
+
+
+def _health_timeout_doubled(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.__init__
+
+    def init(self: LLMHealthChecker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self.timeout *= 2
+
+    mp.setattr(LLMHealthChecker, "__init__", init)
+
+
+def _fence_ignored(mp: pytest.MonkeyPatch) -> None:
+    real = json_extract.extract
+
+    def extract(text: str, *args: Any, **kwargs: Any) -> Any:
+        return real(text.replace("```json", "").replace("```", ""), *args, **kwargs)
+
+    mp.setattr(strict_json, "extract", extract)
+
+
+def _depth_off_by_one(mp: pytest.MonkeyPatch) -> None:
+    real = JSONHardGuard.__init__
+
+    def init(self: JSONHardGuard, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self.max_depth -= 1
+
+    mp.setattr(JSONHardGuard, "__init__", init)
+
+
+def _brackets_counted_in_total(mp: pytest.MonkeyPatch) -> None:
+    real = json_extract.extract
+
+    def extract(text: str, max_depth: int, *args: Any, **kwargs: Any) -> Any:
+        if text.count("{") + text.count("[") > max_depth:
+            return json_extract.Rejection("too_deep", f"JSON is nested deeper than max_depth={max_depth}")
+        return real(text, max_depth, *args, **kwargs)
+
+    mp.setattr(strict_json, "extract", extract)
+
+
+def _no_system_prompt(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(ensemble_module, "SYSTEM_PROMPT", "")
+
+
+def _creative_parameters_everywhere(mp: pytest.MonkeyPatch) -> None:
+    real = LLMEnsemble.request_for
+
+    def request_for(self: LLMEnsemble, prompt: str, mode: str) -> Any:
+        request = real(self, prompt, "creative")
+        return dataclasses.replace(request, temperature=real(self, prompt, mode).temperature)  # only top_p, max_tokens wrong
+
+    mp.setattr(LLMEnsemble, "request_for", request_for)
+
+
+def _reask_without_reason(mp: pytest.MonkeyPatch) -> None:
+    mp.setattr(guard_run, "feedback_for", lambda error: "Your previous answer was rejected. Try again.")
+
+
+def _waiter_fallback_misreported(mp: pytest.MonkeyPatch) -> None:
+    real = LLMEnsemble._brief
+
+    async def brief(self: LLMEnsemble, prompt: str, mode: str | None) -> Any:
+        result = await real(self, prompt, mode)
+        if result.source == "fallback" and result.attempts == 0:  # a waiter's own fallback
+            return dataclasses.replace(result, mode=self.config.mode_controller.initial_mode, attempts=1)
+        return result
+
+    mp.setattr(LLMEnsemble, "_brief", brief)
+
+
+def _countdown_never_runs(mp: pytest.MonkeyPatch) -> None:
+    real = ModeController.seconds_until_upshift
+
+    def seconds_until_upshift(self: ModeController) -> float | None:
+        left = real(self)
+        return None if left is None else 0.0  # an upshift always "due"
+
+    mp.setattr(ModeController, "seconds_until_upshift", seconds_until_upshift)
+
+
+def _retry_after_whole_seconds(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.check_model
+
+    async def check_model(self: LLMHealthChecker, model: str) -> dict[str, Any]:
+        result = await real(self, model)
+        if "retry_after_s" in result:
+            result["retry_after_s"] = round(result["retry_after_s"])
+        return result
+
+    mp.setattr(LLMHealthChecker, "check_model", check_model)
+
+
+def _max_size_plus_one(mp: pytest.MonkeyPatch) -> None:
+    real = LRUCacheWithTTL.__init__
+
+    def init(self: LRUCacheWithTTL[Any, Any], max_size: int = 1000, *args: Any, **kwargs: Any) -> None:
+        real(self, max_size + 1 if max_size == 1 else max_size, *args, **kwargs)
+
+    mp.setattr(LRUCacheWithTTL, "__init__", init)
+
+
+CASES: list[tuple[str, str, Patch]] = [
+    ("cache/expirations_count_each", "cache-every-expiry-counted-once", _expirations_set_to_one),
+    ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _opened_set_to_one),
+    ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _requests_start_at_one),
+    ("circuit_breaker/mode_counters_count_each", "cb-mode-counters-count-each-shift", _upshifts_set_to_one),
+    ("json_guard/parse_failures_count_each", "jg-parse-failures-count-each-rejection", _parse_failures_first_only),
+    ("circuit_breaker/half_open_trials_over_time", "cb-half-open-trials-over-time", _trial_frees_two_slots),
+    ("circuit_breaker/window_slides", "cb-failures-leave-the-sliding-window", _failures_never_leave_the_window),
+    ("circuit_breaker/window_size_one", "cb-window-size-one", _window_at_least_twenty),
+    ("health_check/every_failure_is_unhealthy", "hc-every-failure-kind-is-unhealthy", _probe_error_reads_healthy),
+    ("health_check/cache_and_timeout_boundaries", "hc-cache-and-timeout-boundaries", _health_cache_one_second_long),
+    ("health_check/cache_and_timeout_boundaries", "hc-cache-and-timeout-boundaries", _health_timeout_doubled),
+    ("json_guard/fenced_after_bracketed_prose", "jg-fenced-block-preferred-over-bracketed-prose", _fence_ignored),
+    ("json_guard/depth_boundary", "jg-max-depth-is-a-nesting-limit", _depth_off_by_one),
+    ("json_guard/depth_boundary", "jg-max-depth-is-a-nesting-limit", _brackets_counted_in_total),
+    ("circuit_breaker/mode_sampling_parameters", "cb-each-mode-sends-its-sampling-parameters", _no_system_prompt),
+    ("circuit_breaker/mode_sampling_parameters", "cb-each-mode-sends-its-sampling-parameters", _creative_parameters_everywhere),
+    ("json_guard/reask_carries_the_reason", "jg-reask-carries-the-rejection-reason", _reask_without_reason),
+    ("cache/single_flight_waiters_report", "cache-single-flight-waiters-report-truly", _waiter_fallback_misreported),
+    ("cache/max_size_one", "cache-max-size-one", _max_size_plus_one),
+    ("health_check/open_breaker_details", "hc-open-breaker-says-when-to-retry", _retry_after_whole_seconds),
+    ("circuit_breaker/guards_shows_the_upshift_countdown", "cb-guards-shows-the-upshift-countdown", _countdown_never_runs),
+]
+
+
+@pytest.mark.parametrize(("scenario", "scenario_id", "defect"), CASES, ids=[f"{c[0]}:{c[2].__name__[1:]}" for c in CASES])
+def test_the_scenario_fails_on_its_defect(
+    monkeypatch: pytest.MonkeyPatch, scenario: str, scenario_id: str, defect: Patch
+) -> None:
+    path = CHECKLIST_DIR / f"{scenario}.scenario.yaml"
+    defect(monkeypatch)
+    failure = _fails(path)
+    assert failure.scenario.id == scenario_id
+    assert f"scenario {scenario_id} " in str(failure)
+    assert not failure.inconclusive
+
+
+@pytest.mark.parametrize("scenario", sorted({c[0] for c in CASES}))
+def test_the_scenario_passes_on_the_reference(scenario: str) -> None:
+    asyncio.run(_run(CHECKLIST_DIR / f"{scenario}.scenario.yaml"))
