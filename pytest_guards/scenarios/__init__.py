@@ -20,6 +20,7 @@ from pytest_guards.scenarios._live_faults import (
     load_target_file,
 )
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
+from pytest_guards.scenarios._observations import REQUEST_FIELDS, request_fields
 from pytest_guards.scenarios._policy import (
     CHECKLIST_DIR,
     POLICY_FILE,
@@ -53,6 +54,7 @@ __all__ = [
     "MISSING",
     "OPERATORS",
     "POLICY_FILE",
+    "REQUEST_FIELDS",
     "REQUIREMENTS",
     "SAFE",
     "SCENARIO_SCHEMA",
@@ -94,6 +96,7 @@ __all__ = [
     "load_target_file",
     "lookup",
     "parse_expression",
+    "request_fields",
     "resolve_scenario",
     "run_scenario",
     "shipped_policy",

@@ -145,7 +145,15 @@ def _failures_never_leave_the_window(mp: pytest.MonkeyPatch) -> None:
         real(self, failed)
         self.failures = max(self.failures, before)
 
+    real_success = FailureRateWindow.record_success
+
+    def record_success(self: FailureRateWindow) -> None:
+        before = self.failures
+        real_success(self)
+        self.failures = max(self.failures, before)
+
     mp.setattr(FailureRateWindow, "record", record)
+    mp.setattr(FailureRateWindow, "record_success", record_success)
 
 
 def _window_at_least_twenty(mp: pytest.MonkeyPatch) -> None:

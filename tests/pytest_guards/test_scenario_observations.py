@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_guards.scenarios import MISSING, ScenarioFileError, load_scenario
-from pytest_guards.scenarios._observations import request_fields
+from pytest_guards.scenarios import MISSING, ScenarioFileError, load_scenario, request_fields
 
 HEAD = "id: obs\ntitle: observations\nchecklist: circuit_breaker\n"
 
