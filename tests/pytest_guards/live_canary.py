@@ -30,7 +30,7 @@ MODELS = ("qwen", "mistral", "llama")
 #: a canary config whose real waits are short: the live fault suite runs in seconds
 FAST: dict[str, Any] = {
     "json_guard": {"backoff_base": 0.05, "jitter": 0.01, "backoff_max": 0.2, "deadline": 10.0},
-    "circuit_breaker": {"timeout": 5},
+    "circuit_breaker": {"timeout": 5, "window_size": 20},  # the checklist's window: a 5 s breaker is open for ~20 briefs, not 100
     "cache": {"ttl_seconds": 1.5, "cleanup_interval": 1},
     "health_check": {"timeout": 1.0, "cache_seconds": 0.2},
 }
