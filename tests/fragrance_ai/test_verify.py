@@ -59,6 +59,7 @@ def test_embedded_default_is_safe_to_promote_one_line_per_scenario(tmp_path: Pat
 
 
 # one key changed in an exact copy of the reference config, each as safe as the checklist or safer
+# (each name starts with its checklist item, the one verify runs for it)
 SAFE_CHANGES = {
     "json_guard.max_retries: 4": ("max_retries: 3", "max_retries: 4"),
     "health_check.timeout: 5": ("  timeout: 10 ", "  timeout: 5 "),
@@ -76,7 +77,8 @@ def test_configs_as_safe_as_the_checklist_are_safe_to_promote(tmp_path: Path) ->
         assert reference.count(old) == 1, name
         path = tmp_path / (name.split(":")[0] + ".yaml")
         path.write_text(reference.replace(old, new), encoding="utf-8")
-        runs[name] = ("--config", str(path), *IN_PROCESS)
+        # the changed key's own item (the whole suite runs once, on the two-line team file below)
+        runs[name] = ("--config", str(path), "--item", name.split(".")[0], *IN_PROCESS)
     two_lines = tmp_path / "team.yaml"
     two_lines.write_text("json_guard:\n  max_retries: 4\n", encoding="utf-8")
     runs["two-line team file"] = ("--config", str(two_lines), *IN_PROCESS)
@@ -85,6 +87,7 @@ def test_configs_as_safe_as_the_checklist_are_safe_to_promote(tmp_path: Path) ->
         assert "✓ SAFE TO PROMOTE TO PRODUCTION" in result.stdout, name
 
 
+# each weakened config is refused by its own item's config policy scenario, the item verify runs for it
 WEAKENED = {
     "json_guard_off.yaml": "config json_guard.enabled: expected == true, found false (policy: ",
     "few_retries.yaml": "config json_guard.max_retries: expected >= 3, found 1 (policy: at least 3 re-asks",
@@ -96,7 +99,11 @@ WEAKENED = {
 
 
 def test_six_weakened_configs_are_not_promoted_naming_key_bound_and_reason() -> None:
-    results = in_parallel({name: ("--config", str(WEAK / name), *IN_PROCESS) for name in WEAKENED})
+    items = {
+        "json_guard_off.yaml": "json_guard", "few_retries.yaml": "json_guard", "no_fallback.yaml": "json_guard",
+        "breaker_off.yaml": "circuit_breaker", "cache_off.yaml": "cache", "slow_health.yaml": "health_check",
+    }
+    results = in_parallel({name: ("--config", str(WEAK / name), "--item", items[name], *IN_PROCESS) for name in WEAKENED})
     for name, cause in WEAKENED.items():
         result = results[name]
         assert result.returncode == 1, (name, result.stdout[-2000:])
