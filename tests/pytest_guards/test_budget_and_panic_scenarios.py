@@ -105,3 +105,15 @@ def test_each_panic_scenario_fails_on_its_defect(pytester: pytest.Pytester, defe
     out = result.stdout.str()
     assert failing in out.split("failing:")[1]
     assert figure in out
+
+
+FLEET_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fleet.yaml"
+
+
+@pytest.mark.network
+def test_on_redis_the_budget_holds_per_replica_and_the_panic_scenarios_are_memory_only(
+    pytester: pytest.Pytester, redis_server: object
+) -> None:
+    result = run(pytester, "--guards-config", str(FLEET_CONFIG), str(BUDGET), str(RECOVERS), str(DEAD))
+    result.assert_outcomes(passed=1)  # the two panic scenarios are not collected for a Redis config
+    assert "Circuit Breaker     0 passed, 0 failed" in result.stdout.str()
