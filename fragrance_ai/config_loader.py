@@ -292,7 +292,7 @@ def _defaults(obj: Any) -> dict[str, Any]:
 _BREAKER_SECTION_DEFAULTS: Final = {
     **_defaults(BreakerSettings()),
     "enabled": CircuitBreakerConfig().enabled,
-    "auto_downshift": CircuitBreakerConfig().auto_downshift,
+    **{k: getattr(CircuitBreakerConfig(), k) for k in ("auto_downshift", "panic_enabled", "panic_interval")},
 }
 
 
@@ -463,6 +463,8 @@ def _build_breakers(c: _Checker, cb_raw: Mapping[str, Any], models: Mapping[str,
     return CircuitBreakerConfig(
         enabled=cb_values["enabled"],
         auto_downshift=cb_values["auto_downshift"],
+        panic_enabled=cb_values["panic_enabled"],
+        panic_interval=cb_values["panic_interval"],
         defaults=defaults,
         models=MappingProxyType(per_model),
     )

@@ -128,6 +128,11 @@ class JSONGuardConfig:
     max_input_bytes: int = 1_000_000
     max_depth: int = 64
     max_reported_errors: int = 5
+    #: re-asks across the service capped at ratio * first attempts + min_per_second * window (per replica)
+    retry_budget_enabled: bool = True
+    retry_budget_ratio: float = 0.2
+    retry_budget_min_per_second: float = 3.0
+    retry_budget_window: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +159,9 @@ class BreakerSettings:
 class CircuitBreakerConfig:
     enabled: bool = True
     auto_downshift: bool = True
+    #: the panic rule (fragrance_ai.llm.panic): every model of the mode open -> one trial per interval
+    panic_enabled: bool = False
+    panic_interval: float = 5.0
     defaults: BreakerSettings = field(default_factory=BreakerSettings)
     #: effective settings per configured model, per-model overrides applied
     models: Mapping[str, BreakerSettings] = field(default_factory=dict)
@@ -316,6 +324,8 @@ class Config:
             "circuit_breaker": {
                 "enabled": self.circuit_breaker.enabled,
                 "auto_downshift": self.circuit_breaker.auto_downshift,
+                "panic_enabled": self.circuit_breaker.panic_enabled,
+                "panic_interval": self.circuit_breaker.panic_interval,
                 **_asdict(self.circuit_breaker.defaults),
                 "models": {n: _asdict(s) for n, s in self.circuit_breaker.models.items()},
             },
@@ -385,6 +395,10 @@ JSON_GUARD_SPEC: Final[dict[str, Spec]] = {
     "max_input_bytes": int_rule(lo=1),
     "max_depth": int_rule(lo=1, hi=512),  # deeper risks a RecursionError inside json/jsonschema (the guard refuses it too)
     "max_reported_errors": int_rule(lo=1),
+    "retry_budget_enabled": bool_rule(),
+    "retry_budget_ratio": num_rule(ge=0, le=10),
+    "retry_budget_min_per_second": num_rule(ge=0),
+    "retry_budget_window": num_rule(ge=1, le=3600),
 }
 BREAKER_SPEC: Final[dict[str, Spec]] = {
     "failure_threshold": num_rule(gt=0, le=1, desc="in (0, 1]"),
@@ -400,6 +414,8 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),
     "auto_downshift": bool_rule(),
+    "panic_enabled": bool_rule(),
+    "panic_interval": num_rule(ge=0.1, le=3600),
     **BREAKER_SPEC,
 }
 CACHE_SPEC: Final[dict[str, Spec]] = {

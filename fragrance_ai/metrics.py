@@ -86,6 +86,14 @@ class _Ensemble(Protocol):
     def tokens_snapshot(self) -> Mapping[tuple[str, str], int]: ...
 
 
+class _Budget(Protocol):
+    def snapshot(self) -> Any: ...
+
+
+class _Panic(Protocol):
+    def snapshot(self) -> Mapping[tuple[str, str], int]: ...
+
+
 class _GuardCollector(Collector):
     """Reads the tracked guards' own counters at scrape time."""
 
@@ -97,6 +105,8 @@ class _GuardCollector(Collector):
         self.mode_controller: _Modes | None = None
         self.guard: _Guard | None = None
         self.ensemble: _Ensemble | None = None
+        self.retry_budget: _Budget | None = None
+        self.panic: _Panic | None = None
 
     def describe(self) -> Iterable[Metric]:
         return []  # names are fixed; nothing to check against other collectors
@@ -104,7 +114,7 @@ class _GuardCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         with self._lock:
             cache, breakers, modes, guard = self.cache, self.breakers, self.mode_controller, self.guard
-            ensemble = self.ensemble
+            ensemble, budget, panic = self.ensemble, self.retry_budget, self.panic
         if cache is not None:
             yield from _cache_metrics(cache)
         if breakers is not None:
@@ -116,6 +126,10 @@ class _GuardCollector(Collector):
         if ensemble is not None:
             yield _ensemble_metrics(ensemble)
             yield _token_metrics(ensemble)
+        if budget is not None:
+            yield from _budget_metrics(budget)
+        if panic is not None:
+            yield _panic_metrics(panic)
 
 
 def _cache_metrics(cache: _Cache) -> Iterator[Metric]:
@@ -217,6 +231,29 @@ def _token_metrics(ensemble: _Ensemble) -> Metric:
     return tokens
 
 
+def _budget_metrics(budget: _Budget) -> Iterator[Metric]:
+    snap = budget.snapshot()
+    yield CounterMetricFamily(
+        "json_guard_retry_budget_denied",
+        "Re-asks the retry budget denied (the rejected answer went to the next model or the fallback).",
+        value=snap.denied,
+    )
+    yield CounterMetricFamily(
+        "json_guard_retry_budget_reasks", "Re-asks the retry budget admitted.", value=snap.reasks
+    )
+
+
+def _panic_metrics(panic: _Panic) -> Metric:
+    trials = CounterMetricFamily(
+        "circuit_breaker_panic",
+        "Trial calls the panic rule let past open breakers (every model of the mode open), by model and outcome.",
+        labels=["model", "outcome"],
+    )
+    for (model, outcome), count in sorted(panic.snapshot().items()):
+        trials.add_metric([model, outcome], count)
+    return trials
+
+
 class GuardMetrics:
     """The guard metrics of one service, on one registry (a fresh one unless given)."""
 
@@ -278,6 +315,14 @@ class GuardMetrics:
     def track_ensemble(self, ensemble: _Ensemble) -> None:
         with self._collector._lock:
             self._collector.ensemble = ensemble
+
+    def track_retry_budget(self, budget: _Budget) -> None:
+        with self._collector._lock:
+            self._collector.retry_budget = budget
+
+    def track_panic(self, panic: _Panic) -> None:
+        with self._collector._lock:
+            self._collector.panic = panic
 
     def exposition(self) -> bytes:
         """The registry in Prometheus text format."""

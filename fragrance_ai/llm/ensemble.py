@@ -30,6 +30,8 @@ from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLM
 from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
 from fragrance_ai.llm.failures import failure_reason
 from fragrance_ai.llm.guards import GuardResult, JSONHardGuard
+from fragrance_ai.llm.panic import PanicRule
+from fragrance_ai.llm.retry_budget import RetryBudget
 
 __all__ = [
     "BRIEF_SOURCES",
@@ -115,6 +117,8 @@ class LLMEnsemble:
         schema: Mapping[str, Any],
         cache: LRUCacheWithTTL[str, BriefResult] | None = None,
         atimeout: AsyncTimeoutFn = asyncio.timeout,
+        retry_budget: RetryBudget | None = None,
+        panic: PanicRule | None = None,
     ) -> None:
         missing = [m for m in config.model_names if m not in backends]
         if missing:
@@ -126,6 +130,10 @@ class LLMEnsemble:
         self.schema = guard.compile(schema)
         self.cache = cache
         self._atimeout = atimeout
+        #: caps re-asks as a share of first attempts (None: every rejected answer may be re-asked)
+        self.retry_budget = retry_budget
+        #: lets a bounded trickle of trial calls past open breakers when every model of the mode is open
+        self.panic = panic
         self._briefs_lock = threading.Lock()
         self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
         #: tokens (prompt + completion, as each answer's ``usage`` reports them) by (model, purpose)
@@ -238,6 +246,15 @@ class LLMEnsemble:
             if result is not None:
                 return BriefResult(result.value, "model", model, mode, answers, tuple(tried))
 
+        if self.panic is not None and tried and all(a.outcome == SKIPPED_OPEN for a in tried):
+            trial = self.panic.pick(mode, self.config.modes[mode].models, self.breakers.breakers)
+            if trial is not None:
+                outcome, result, judged = await self._panic_trial(self.panic, trial, request)
+                answers += judged
+                tried.append(ModelAttempt(trial, outcome, judged))
+                if result is not None:
+                    return BriefResult(result.value, "model", trial, mode, answers, tuple(tried))
+
         if not self.config.json_guard.fallback_enabled:
             raise NoModelAvailableError(mode, tuple(tried))
         return BriefResult(self.guard.fallback(self.schema), "fallback", None, mode, answers, tuple(tried))
@@ -249,8 +266,12 @@ class LLMEnsemble:
         :class:`~fragrance_ai.llm.guard_run.GuardRun`), so any failure of the call itself (transport,
         timeout, open breaker, a backend bug) ends this model's turn at once, as a plain return, even
         during a re-ask: backing off and re-asking a server that just failed only delays the next model.
+        A re-ask the retry budget denies ends the turn too (``invalid_response``), without the backoff.
         """
         breaker = self.breakers.breakers[model]
+        budget = self.retry_budget
+        if budget is not None:
+            budget.record_attempt()
         outcome, text = await self._call(model, breaker, request, "brief")
         if text is None:
             return outcome, None, 0
@@ -258,6 +279,8 @@ class LLMEnsemble:
         with self.guard.start(self.schema, can_reask=True, use_fallback=False) as run:
             verdict = await run.ajudge(text)
             while not verdict.done:
+                if budget is not None and not budget.try_reask():
+                    return "invalid_response", None, answers  # the budget is spent: next model, no re-ask
                 await run.asleep(verdict.delay)
                 # the re-ask carries the rejected answer and why it was rejected
                 conversation = conversation.with_feedback(text, run.begin_reask())
@@ -269,6 +292,34 @@ class LLMEnsemble:
             if verdict.result is None:
                 return "invalid_response", None, answers
             return "ok", verdict.result, verdict.result.attempts
+
+    async def _panic_trial(
+        self, panic: PanicRule, model: str, request: CompletionRequest
+    ) -> tuple[str, GuardResult | None, int]:
+        """One call past ``model``'s open breaker and one judgement of its answer (see :mod:`.panic`)."""
+        limit = self.config.llm.models[model].timeout
+        try:
+            async with self._atimeout(limit):
+                response = await self.backends[model].complete(request)
+        except AssertionError:
+            raise  # a test double's complaint must reach the test
+        except Exception as exc:
+            panic.record(model, ok=False)
+            outcome = failure_reason(exc)
+            if outcome == "error":
+                logger.error("panic trial to %s failed unexpectedly; serving the fallback", model, exc_info=exc)
+            return outcome, None, 0
+        self.count_tokens(model, "brief", response)
+        with self.guard.start(self.schema, can_reask=False, use_fallback=False) as run:
+            verdict = await run.ajudge(response.text)
+        if verdict.result is None:
+            panic.record(model, ok=False)
+            return "invalid_response", None, 1
+        panic.record(model, ok=True)
+        breaker = self.breakers.breakers[model]
+        if panic.release_on_success and breaker.forced is None:
+            breaker.force(None)  # the model answered: closed with an empty window, traffic resumes now
+        return "ok", verdict.result, 1
 
     async def _call(
         self, model: str, breaker: CircuitBreaker, request: CompletionRequest, purpose: Purpose

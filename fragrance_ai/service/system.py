@@ -27,6 +27,8 @@ from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
+from fragrance_ai.llm.panic import PanicRule
+from fragrance_ai.llm.retry_budget import RetryBudget
 from fragrance_ai.llm.schemas import brief_schema
 from fragrance_ai.metrics import GuardMetrics
 from fragrance_ai.state import RedisLink, SharedCircuitBreaker, SharedLRUCache, SharedModeController, open_link
@@ -141,12 +143,31 @@ class GuardSystem:
             schema=brief_schema(strict=jg.strict_schema),
             cache=cache,
             atimeout=atimeout,
+            # per process, also with state.backend: redis (each replica against its own first attempts)
+            retry_budget=RetryBudget(
+                enabled=jg.retry_budget_enabled,
+                ratio=jg.retry_budget_ratio,
+                min_per_second=jg.retry_budget_min_per_second,
+                window=jg.retry_budget_window,
+                clock=clock,
+            ),
+            panic=PanicRule(
+                enabled=config.circuit_breaker.panic_enabled,
+                interval=config.circuit_breaker.panic_interval,
+                clock=clock,
+                # shared breakers (Redis) are read, never released from one replica
+                release_on_success=config.state.backend == "memory",
+            ),
         )
         health = LLMHealthChecker(ensemble, breakers, clock=clock, atimeout=atimeout, metrics=metrics)
         metrics.track_breakers(breakers)
         metrics.track_modes(mode_controller)
         metrics.track_guard(guard)
         metrics.track_ensemble(ensemble)
+        if ensemble.retry_budget is not None:
+            metrics.track_retry_budget(ensemble.retry_budget)
+        if ensemble.panic is not None:
+            metrics.track_panic(ensemble.panic)
         if cache is not None:
             metrics.track_cache(cache)
         return cls(
@@ -180,6 +201,8 @@ class GuardSystem:
             "circuit_breaker": {
                 "enabled": cb["enabled"],
                 "auto_downshift": cb["auto_downshift"],
+                "panic_enabled": cb["panic_enabled"],
+                "panic_interval": cb["panic_interval"],
                 "models": {
                     model: {**s, "state": self.breakers.breakers[model].state} for model, s in cb["models"].items()
                 },
@@ -221,7 +244,8 @@ class GuardSystem:
 #: what ``/health/guards`` shows of each section of the config
 _MODEL_KEYS: Final = ("backend", "model_id", "timeout", "stream", "chunk_timeout")
 _JSON_GUARD_KEYS: Final = (
-    "enabled", "max_retries", "backoff_base", "jitter", "backoff_max", "deadline", "fallback_enabled", "strict_schema"
+    "enabled", "max_retries", "backoff_base", "jitter", "backoff_max", "deadline", "fallback_enabled", "strict_schema",
+    "retry_budget_enabled", "retry_budget_ratio", "retry_budget_min_per_second", "retry_budget_window",
 )
 _CACHE_KEYS: Final = ("enabled", "max_size", "ttl_seconds", "cleanup_interval")
 _HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")

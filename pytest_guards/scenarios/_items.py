@@ -44,10 +44,14 @@ __all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
 def _memory_only(overrides: dict[str, Any]) -> bool:
-    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period)."""
+    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period), or turn on
+    the panic rule, whose release of a recovered breaker is memory-only (on Redis a trial serves its brief
+    and the shared breaker keeps its timeout, so the panic scenarios' figures are the memory backend's)."""
     cb = overrides.get("circuit_breaker")
     if not isinstance(cb, dict):
         return False
+    if cb.get("panic_enabled") is True:
+        return True
     models = cb.get("models")
     if not isinstance(models, dict):
         models = {}
