@@ -84,6 +84,7 @@ class _Guard(Protocol):
 class _Ensemble(Protocol):
     def briefs_snapshot(self) -> Mapping[str, int]: ...
     def tokens_snapshot(self) -> Mapping[tuple[str, str], int]: ...
+    def model_errors_snapshot(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class _GuardCollector(Collector):
@@ -116,6 +117,7 @@ class _GuardCollector(Collector):
         if ensemble is not None:
             yield _ensemble_metrics(ensemble)
             yield _token_metrics(ensemble)
+            yield _model_error_metrics(ensemble)
 
 
 def _cache_metrics(cache: _Cache) -> Iterator[Metric]:
@@ -215,6 +217,17 @@ def _token_metrics(ensemble: _Ensemble) -> Metric:
     for (model, purpose), count in sorted(ensemble.tokens_snapshot().items()):
         tokens.add_metric([model, purpose], count)
     return tokens
+
+
+def _model_error_metrics(ensemble: _Ensemble) -> Metric:
+    errors = CounterMetricFamily(
+        "llm_model_errors",
+        "Failed model calls by model and reason (timeout, connection_error, http_error, client_error, ...).",
+        labels=["model", "reason"],
+    )
+    for (model, reason), count in sorted(ensemble.model_errors_snapshot().items()):
+        errors.add_metric([model, reason], count)
+    return errors
 
 
 class GuardMetrics:

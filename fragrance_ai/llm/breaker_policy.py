@@ -7,7 +7,10 @@ Pure bookkeeping: it must not read the clock, take a lock (the breaker holds its
 
 from __future__ import annotations
 
+import math
 from typing import Final
+
+from fragrance_ai.config_schema import HALF_OPEN_POLICIES
 
 __all__ = [
     "CLOSED",
@@ -16,6 +19,7 @@ __all__ = [
     "CircuitBreakerOpenError",
     "FailureRateWindow",
     "OpenPeriod",
+    "check_settings",
     "default_is_failure",
     "judge_trials",
 ]
@@ -161,3 +165,37 @@ class OpenPeriod:
     def on_close(self, now: float) -> None:
         """The breaker closed at ``now`` (the count of trips starts over if it stays closed long enough)."""
         self.closed_at = now
+
+
+def _is_rate(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value <= 1
+
+
+def check_settings(
+    failure_threshold: float,
+    timeout: float,
+    half_open_policy: str,
+    slow_call_duration: float | None,
+    slow_call_rate_threshold: float,
+    **counts: int,
+) -> None:
+    """Raise ValueError naming the first bad breaker argument; ``counts`` are ints >= 1 (window_size, ...)."""
+    if half_open_policy not in HALF_OPEN_POLICIES:
+        raise ValueError(f"half_open_policy must be one of {', '.join(HALF_OPEN_POLICIES)}; got {half_open_policy!r}")
+    if not _is_rate(failure_threshold):
+        raise ValueError(f"failure_threshold must be a rate in (0, 1]; got {failure_threshold!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    if counts.get("minimum_calls", 1) > counts.get("window_size", 1):
+        raise ValueError(
+            f"minimum_calls must be <= window_size ({counts['window_size']}); got {counts['minimum_calls']}: "
+            "the failure rate could never be judged"
+        )
+    duration = slow_call_duration or 0
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < math.inf:
+        raise ValueError(f"slow_call_duration must be a number of seconds >= 0 (0 or None: off); got {slow_call_duration!r}")
+    if not _is_rate(slow_call_rate_threshold):
+        raise ValueError(f"slow_call_rate_threshold must be a rate in (0, 1]; got {slow_call_rate_threshold!r}")

@@ -44,14 +44,17 @@ __all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
 def _memory_only(overrides: dict[str, Any]) -> bool:
-    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period)."""
+    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period, slow calls)."""
     cb = overrides.get("circuit_breaker")
     if not isinstance(cb, dict):
         return False
     models = cb.get("models")
     if not isinstance(models, dict):
         models = {}
-    return any(isinstance(s, dict) and s.get("timeout_multiplier", 1) != 1 for s in (cb, *models.values()))
+    return any(
+        isinstance(s, dict) and (s.get("timeout_multiplier", 1) != 1 or bool(s.get("slow_call_duration")))
+        for s in (cb, *models.values())
+    )
 
 
 class ScenarioFile(pytest.File):
