@@ -152,6 +152,8 @@ class BreakerSettings:
     slow_call_duration: float = 0.0
     #: the breaker opens when the slow-call rate of its window is above this (slowCallRateThreshold)
     slow_call_rate_threshold: float = 1.0
+    #: > 0: a 429 with Retry-After opens the breaker at once, for max(open period, min(Retry-After, this)); 0: off
+    max_retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,16 +186,18 @@ class CircuitBreakerConfig:
 
 
 def memory_only_issues(cb: CircuitBreakerConfig) -> list[tuple[tuple[str, ...], str]]:
-    """Breaker settings the Redis backend does not implement (a growing open period, slow calls): the first.
+    """Breaker settings the Redis backend does not implement (a growing open period, slow calls, Retry-After): the first.
 
     With ``state.backend: redis`` these are errors, not a silent difference between replicas.
     """
     found = [(("circuit_breaker",), cb.defaults), *((("circuit_breaker", "models", m), s) for m, s in cb.models.items())]
     why = "a growing open period is memory-only: with state.backend: redis every opening lasts timeout (set 1)"
     slow = "slow calls are judged by the memory backend only: the Redis breaker scripts do not count them (set 0)"
+    retry = "a 429's Retry-After opens the memory backend's breaker only: the Redis scripts keep one timeout (set 0)"
     return [
         *(((*path, "timeout_multiplier"), why) for path, s in found if s.timeout_multiplier != 1),
         *(((*path, "slow_call_duration"), slow) for path, s in found if s.slow_call_duration),
+        *(((*path, "max_retry_after"), retry) for path, s in found if s.max_retry_after),
     ][:1]
 
 
@@ -406,6 +410,7 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
     "max_timeout": num_rule(gt=0),
     "slow_call_duration": num_rule(ge=0, null_as=0),
     "slow_call_rate_threshold": num_rule(gt=0, le=1, desc="in (0, 1]"),
+    "max_retry_after": num_rule(ge=0),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),

@@ -22,6 +22,7 @@ __all__ = [
     "check_settings",
     "default_is_failure",
     "judge_trials",
+    "retry_after_hold",
 ]
 
 #: the breaker states, as the checklist names them
@@ -177,6 +178,7 @@ def check_settings(
     half_open_policy: str,
     slow_call_duration: float | None,
     slow_call_rate_threshold: float,
+    max_retry_after: float = 0.0,
     **counts: int,
 ) -> None:
     """Raise ValueError naming the first bad breaker argument; ``counts`` are ints >= 1 (window_size, ...)."""
@@ -194,8 +196,20 @@ def check_settings(
             f"minimum_calls must be <= window_size ({counts['window_size']}); got {counts['minimum_calls']}: "
             "the failure rate could never be judged"
         )
-    duration = slow_call_duration or 0
-    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 <= duration < math.inf:
-        raise ValueError(f"slow_call_duration must be a number of seconds >= 0 (0 or None: off); got {slow_call_duration!r}")
+    for name, seconds in (("slow_call_duration", slow_call_duration or 0), ("max_retry_after", max_retry_after)):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+            raise ValueError(f"{name} must be a number of seconds >= 0 (0: off); got {seconds!r}")
     if not _is_rate(slow_call_rate_threshold):
         raise ValueError(f"slow_call_rate_threshold must be a rate in (0, 1]; got {slow_call_rate_threshold!r}")
+
+
+def retry_after_hold(exc: BaseException, cap: float) -> float:
+    """How long a failure asks the breaker to stay open: its numeric ``retry_after`` (a 429's Retry-After,
+    as ``BackendRateLimited`` carries it) capped at ``cap``; 0.0 (no hold) when ``cap`` is 0, the exception
+    has none, or it is a breaker's own refusal."""
+    if not cap or isinstance(exc, CircuitBreakerOpenError):
+        return 0.0
+    seconds = getattr(exc, "retry_after", None)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return 0.0
+    return float(min(seconds, cap))

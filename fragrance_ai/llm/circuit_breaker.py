@@ -30,6 +30,7 @@ from fragrance_ai.llm.breaker_policy import (
     check_settings,
     default_is_failure,
     judge_trials,
+    retry_after_hold,
 )
 from fragrance_ai.llm.breaker_settings import ConfigLike
 from fragrance_ai.llm.mode_controller import ModeController
@@ -79,10 +80,10 @@ class CircuitBreaker:
       ``success_threshold`` trials at or under it; ``consecutive`` (the checklist's) reopens on any
       failure and closes after ``success_threshold`` successes. Closing empties the window.
 
-    Slow calls (resilience4j's slowCallDurationThreshold): with ``slow_call_duration`` > 0, a call that
-    succeeded but took longer (on the injected clock) is slow. A second window of the same size holds
-    which calls were slow; the breaker also opens when it holds >= ``minimum_calls`` outcomes and the
-    slow-call rate is strictly above ``slow_call_rate_threshold``. A slow half-open trial is a failed trial.
+    Slow calls: with ``slow_call_duration`` > 0 a success that took longer is slow; a second window counts them
+    and opens the breaker (>= ``minimum_calls``) above ``slow_call_rate_threshold``; a slow trial fails. With
+    ``max_retry_after`` > 0 a failure carrying ``retry_after`` (a 429's Retry-After) opens it at once, for
+    at least that long (at most ``max_retry_after``): :func:`~.breaker_policy.retry_after_hold`.
 
     What counts: an ``Exception`` for which ``is_failure(exc)`` is true is a failure (default: every
     Exception). Any other exception, and cancellation (``asyncio.CancelledError``, ``KeyboardInterrupt``,
@@ -103,8 +104,8 @@ class CircuitBreaker:
     __slots__ = (
         "_clock", "_forced", "_generation", "_in_flight", "_listeners", "_lock", "_open_for", "_opened_at", "_period",
         "_slow", "_state", "_trial_failures", "_trial_successes", "_window", "enabled", "failure_threshold",
-        "failures_total", "half_open_policy", "half_open_requests", "is_failure", "minimum_calls", "model",
-        "opened_total", "rejected_total", "requests_total", "slow_call_duration", "slow_call_rate_threshold",
+        "failures_total", "half_open_policy", "half_open_requests", "is_failure", "max_retry_after", "minimum_calls",
+        "model", "opened_total", "rejected_total", "requests_total", "slow_call_duration", "slow_call_rate_threshold",
         "slow_total", "success_threshold", "timeout", "window_size",
     )
 
@@ -127,9 +128,10 @@ class CircuitBreaker:
         max_timeout: float | None = None,
         slow_call_duration: float | None = _DEFAULTS.slow_call_duration,
         slow_call_rate_threshold: float = _DEFAULTS.slow_call_rate_threshold,
+        max_retry_after: float = _DEFAULTS.max_retry_after,
     ) -> None:
         check_settings(  # raises ValueError naming the first bad argument
-            failure_threshold, timeout, half_open_policy, slow_call_duration, slow_call_rate_threshold,
+            failure_threshold, timeout, half_open_policy, slow_call_duration, slow_call_rate_threshold, max_retry_after,
             success_threshold=success_threshold, half_open_requests=half_open_requests, window_size=window_size,
             minimum_calls=minimum_calls,
         )
@@ -164,6 +166,7 @@ class CircuitBreaker:
         self.slow_call_duration: float = slow_call_duration or 0.0
         self.slow_call_rate_threshold = slow_call_rate_threshold
         self.slow_total = 0  # admitted calls that succeeded slowly
+        self.max_retry_after = max_retry_after  # 0: a failure's retry_after does not open the breaker
         self._slow = FailureRateWindow(window_size) if self.slow_call_duration else None  # "failed" = slow
 
     # ------------------------------------------------------------------------------------ the API
@@ -180,7 +183,7 @@ class CircuitBreaker:
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._after_call(token, self._classify(exc))
+            self._after_call(token, self._classify(exc), retry_after_hold(exc, self.max_retry_after))
             raise
         self._succeeded(token, started)
         return result
@@ -194,7 +197,7 @@ class CircuitBreaker:
         try:
             result = await afunc(*args, **kwargs)
         except BaseException as exc:
-            self._after_call(token, self._classify(exc))
+            self._after_call(token, self._classify(exc), retry_after_hold(exc, self.max_retry_after))
             raise
         self._succeeded(token, started)
         return result
@@ -237,8 +240,7 @@ class CircuitBreaker:
         with self._lock:
             self._forced = state
             # a release or force-closed: a new generation and an empty window
-            opening = state is OPEN
-            event = self._transition_locked(CLOSED) if not opening else None if self._state is OPEN else self._open_locked()
+            event = self._transition_locked(CLOSED) if state is not OPEN else None if self._state is OPEN else self._open_locked()
         if event is not None and event[0] != event[1]:
             self._notify(*event)
 
@@ -279,8 +281,7 @@ class CircuitBreaker:
             raise rejection
         return token
 
-    def _classify(self, exc: BaseException) -> int:
-        # runs outside the lock: is_failure is the caller's code
+    def _classify(self, exc: BaseException) -> int:  # outside the lock: is_failure is the caller's code
         if not isinstance(exc, Exception):
             return _IGNORED
         try:
@@ -307,8 +308,8 @@ class CircuitBreaker:
             lock.release()
         self._after_call(token, _SUCCESS)
 
-    def _after_call(self, token: int, outcome: int) -> None:
-        """Apply the outcome of a call admitted with ``token``; stale generations only move the counters."""
+    def _after_call(self, token: int, outcome: int, hold: float = 0.0) -> None:
+        """Apply a call's outcome (stale generations only move the counters); ``hold`` > 0 opens at once."""
         event: tuple[str, str] | None = None
         with self._lock:
             # admissions are counted here, not in the lock-free fast path; every admitted call ends up here
@@ -325,15 +326,15 @@ class CircuitBreaker:
                 if slow is not None:
                     slow.record(outcome == _SLOW)
                 if self.enabled and self._forced is None and outcome != _SUCCESS and (
-                    (window.count >= self.minimum_calls and window.failures / window.count > self.failure_threshold)
+                    hold or (window.count >= self.minimum_calls and window.failures / window.count > self.failure_threshold)
                     or (slow is not None and slow.count >= self.minimum_calls
                     and slow.failures / slow.count > self.slow_call_rate_threshold)
                 ):
-                    event = self._open_locked()
+                    event = self._open_locked(hold)
             else:
                 # same generation and not closed: a half-open trial (an open breaker admits nothing); slow = failed
                 self._in_flight -= 1
-                event = self._judge_trial_locked(_FAILURE if outcome == _SLOW else outcome)
+                event = self._open_locked(hold) if hold else self._judge_trial_locked(_FAILURE if outcome == _SLOW else outcome)
         if event is not None:
             self._notify(*event)
 
@@ -355,9 +356,9 @@ class CircuitBreaker:
             return self._transition_locked(HALF_OPEN)
         return None
 
-    def _open_locked(self) -> tuple[str, str]:
+    def _open_locked(self, hold: float = 0.0) -> tuple[str, str]:
         self._opened_at = self._clock()
-        self._open_for = self._period.on_open(self._opened_at)
+        self._open_for = max(self._period.on_open(self._opened_at), hold)
         self.opened_total += 1
         return self._transition_locked(OPEN)
 
@@ -441,6 +442,7 @@ class LLMCircuitBreakerManager:
                 max_timeout=s.max_timeout,
                 slow_call_duration=s.slow_call_duration,
                 slow_call_rate_threshold=s.slow_call_rate_threshold,
+                max_retry_after=s.max_retry_after,
                 model=model,
                 clock=clock,
                 listeners=listeners,

@@ -44,7 +44,7 @@ __all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
 def _memory_only(overrides: dict[str, Any]) -> bool:
-    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period, slow calls)."""
+    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period, slow calls, Retry-After)."""
     cb = overrides.get("circuit_breaker")
     if not isinstance(cb, dict):
         return False
@@ -52,7 +52,9 @@ def _memory_only(overrides: dict[str, Any]) -> bool:
     if not isinstance(models, dict):
         models = {}
     return any(
-        isinstance(s, dict) and (s.get("timeout_multiplier", 1) != 1 or bool(s.get("slow_call_duration")))
+        isinstance(s, dict) and (
+            s.get("timeout_multiplier", 1) != 1 or bool(s.get("slow_call_duration")) or bool(s.get("max_retry_after"))
+        )
         for s in (cb, *models.values())
     )
 

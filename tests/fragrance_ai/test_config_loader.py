@@ -284,3 +284,10 @@ def test_slow_call_settings_default_off_null_is_off_and_redis_refuses_them(tmp_p
     [(_, key, message)] = issues_of(write(tmp_path, text, "redis.yaml"))
     assert key == "circuit_breaker.models.qwen.slow_call_duration"
     assert message.startswith("slow calls are judged by the memory backend only")
+
+
+def test_max_retry_after_defaults_off_and_redis_refuses_it(tmp_path: Path) -> None:
+    assert load_config(default_config_path()).circuit_breaker.for_model("qwen").max_retry_after == 0
+    [(_, key, message)] = issues_of(write(tmp_path, "state:\n  backend: redis\ncircuit_breaker:\n  max_retry_after: 300\n"))
+    assert key == "circuit_breaker.max_retry_after"
+    assert message.startswith("a 429's Retry-After opens the memory backend's breaker only")

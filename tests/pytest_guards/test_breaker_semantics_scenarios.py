@@ -1,4 +1,4 @@
-"""The issue-14 breaker semantics scenarios (slow calls, client errors): each holds on the reference
+"""The issue-14 breaker semantics scenarios (slow calls, client errors, 429 Retry-After): each holds on the reference
 breaker and fails, naming itself, on a breaker with the defect it targets.
 
 Through ``pytester`` in a subprocess; the defect is patched in by a conftest beside a copy of the
@@ -17,6 +17,7 @@ CIRCUIT_BREAKER = Path(pytest_guards.__file__).resolve().parent / "checklist" / 
 FLEET_CONFIG = Path(__file__).resolve().parents[2] / "configs" / "fleet.yaml"
 SLOW = CIRCUIT_BREAKER / "slow_calls_open.scenario.yaml"
 CLIENT_ERROR = CIRCUIT_BREAKER / "client_error_reported.scenario.yaml"
+RETRY_AFTER = CIRCUIT_BREAKER / "retry_after_opens.scenario.yaml"
 pytestmark = pytest.mark.timeout(300)
 
 #: the defect: a breaker that never judges how long a successful call took
@@ -58,6 +59,21 @@ failures.CLIENT_ERROR_STATUSES = frozenset()
 """
 
 
+#: the defect: a 429 counts as one more failure, whatever its Retry-After says
+RETRY_AFTER_IGNORED = """
+from fragrance_ai.llm import circuit_breaker
+
+circuit_breaker.retry_after_hold = lambda exc, cap: 0.0
+"""
+
+#: the defect: a 429 opens the breaker at once, but for the usual timeout only
+RETRY_AFTER_TOO_SHORT = """
+from fragrance_ai.llm import circuit_breaker
+
+circuit_breaker.retry_after_hold = lambda exc, cap: 0.001 if getattr(exc, "retry_after", None) else 0.0
+"""
+
+
 def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:logging", *args)
 
@@ -68,42 +84,39 @@ def copy_of(pytester: pytest.Pytester, scenario: Path) -> Path:
     return copy
 
 
-def test_the_slow_call_scenario_holds_on_the_reference_breaker(pytester: pytest.Pytester) -> None:
-    result = run(pytester, str(copy_of(pytester, SLOW)))
-    result.assert_outcomes(passed=1)
+@pytest.mark.parametrize("scenario", [SLOW, CLIENT_ERROR, RETRY_AFTER], ids=lambda p: p.stem)
+def test_each_scenario_holds_on_the_reference_breaker(pytester: pytest.Pytester, scenario: Path) -> None:
+    run(pytester, str(copy_of(pytester, scenario))).assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize(
-    ("defect", "symptom"),
+    ("scenario", "scenario_id", "defect", "symptom"),
     [
-        (SLOW_CALLS_IGNORED, "breaker qwen: expected == 'open', found 'closed'"),
-        (SLOW_TRIAL_PASSES, "breaker qwen: expected == 'open', found 'half_open'"),
+        (SLOW, "cb-slow-calls-count-as-failures", SLOW_CALLS_IGNORED, "breaker qwen: expected == 'open', found 'closed'"),
+        (SLOW, "cb-slow-calls-count-as-failures", SLOW_TRIAL_PASSES, "breaker qwen: expected == 'open', found 'half_open'"),
+        (CLIENT_ERROR, "cb-client-error-reported-as-such", CLIENT_ERROR_AS_HTTP_ERROR,
+         "expected == {'model': 'qwen', 'outcome': 'client_error'}, found {'model': 'qwen', 'outcome': 'http_error'}"),
+        (RETRY_AFTER, "cb-429-retry-after-opens-for-at-least-its-delay", RETRY_AFTER_IGNORED,
+         "breaker qwen: expected == 'open', found 'closed'"),
+        (RETRY_AFTER, "cb-429-retry-after-opens-for-at-least-its-delay", RETRY_AFTER_TOO_SHORT,
+         "breaker qwen: expected == 'open', found 'half_open'"),
     ],
-    ids=["slow-calls-ignored", "slow-trial-passes"],
+    ids=["slow-calls-ignored", "slow-trial-passes", "401-as-http-error", "retry-after-ignored", "open-for-timeout-only"],
 )
-def test_the_slow_call_scenario_fails_on_its_defect(pytester: pytest.Pytester, defect: str, symptom: str) -> None:
-    copy = copy_of(pytester, SLOW)
+def test_each_scenario_fails_on_its_defect(
+    pytester: pytest.Pytester, scenario: Path, scenario_id: str, defect: str, symptom: str
+) -> None:
+    copy = copy_of(pytester, scenario)
     pytester.makeconftest(defect)
     result = run(pytester, str(copy))
     result.assert_outcomes(failed=1)
     out = result.stdout.str()
-    assert "cb-slow-calls-count-as-failures" in out
+    assert scenario_id in out
     assert symptom in out
     assert "DO NOT PROMOTE" in out
 
 
-def test_a_redis_config_does_not_collect_the_slow_call_scenario(pytester: pytest.Pytester) -> None:
-    result = run(pytester, "--guards-config", str(FLEET_CONFIG), str(SLOW))
+@pytest.mark.parametrize("scenario", [SLOW, RETRY_AFTER], ids=lambda p: p.stem)
+def test_a_redis_config_does_not_collect_the_memory_only_scenarios(pytester: pytest.Pytester, scenario: Path) -> None:
+    result = run(pytester, "--guards-config", str(FLEET_CONFIG), str(scenario))
     assert "no tests ran" in result.stdout.str()
-
-
-def test_the_client_error_scenario_holds_and_fails_when_a_401_looks_like_flakiness(pytester: pytest.Pytester) -> None:
-    copy = copy_of(pytester, CLIENT_ERROR)
-    run(pytester, str(copy)).assert_outcomes(passed=1)
-    pytester.makeconftest(CLIENT_ERROR_AS_HTTP_ERROR)
-    result = run(pytester, str(copy))
-    result.assert_outcomes(failed=1)
-    out = result.stdout.str()
-    assert "cb-client-error-reported-as-such" in out
-    assert "client_error" in out
-    assert "DO NOT PROMOTE" in out
