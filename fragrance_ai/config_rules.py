@@ -57,9 +57,14 @@ def int_rule(lo: int | None = None, hi: int | None = None) -> Spec:
 
 
 def num_rule(
-    *, gt: float | None = None, ge: float | None = None, le: float | None = None, desc: str | None = None
+    *, gt: float | None = None, ge: float | None = None, le: float | None = None, desc: str | None = None,
+    null_as: float | None = None,
 ) -> Spec:
+    """A number in the given bounds; with ``null_as``, YAML null (``~``) is accepted and read as that number."""
+
     def rule(v: Any) -> tuple[Any, str | None]:
+        if v is None and null_as is not None:
+            return null_as, None
         if isinstance(v, bool) or not isinstance(v, (int, float)):
             return None, f"expected a number, found {kind(v)}"
         try:

@@ -153,6 +153,12 @@ class BreakerSettings:
     timeout_multiplier: float = 1.0
     #: the longest an opening lasts; a close that holds this long starts the count of openings over
     max_timeout: float = 600.0
+    #: seconds above which a successful call is slow (resilience4j's slowCallDurationThreshold); 0: off
+    slow_call_duration: float = 0.0
+    #: the breaker opens when the slow-call rate of its window is above this (slowCallRateThreshold)
+    slow_call_rate_threshold: float = 1.0
+    #: > 0: a 429 with Retry-After opens the breaker at once, for max(open period, min(Retry-After, this)); 0: off
+    max_retry_after: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,13 +194,19 @@ class CircuitBreakerConfig:
 
 
 def memory_only_issues(cb: CircuitBreakerConfig) -> list[tuple[tuple[str, ...], str]]:
-    """Breaker settings the Redis backend does not implement (a growing open period): (key path, why) each.
+    """Breaker settings the Redis backend does not implement (a growing open period, slow calls, Retry-After): the first.
 
     With ``state.backend: redis`` these are errors, not a silent difference between replicas.
     """
     found = [(("circuit_breaker",), cb.defaults), *((("circuit_breaker", "models", m), s) for m, s in cb.models.items())]
     why = "a growing open period is memory-only: with state.backend: redis every opening lasts timeout (set 1)"
-    return [((*path, "timeout_multiplier"), why) for path, s in found if s.timeout_multiplier != 1][:1]
+    slow = "slow calls are judged by the memory backend only: the Redis breaker scripts do not count them (set 0)"
+    retry = "a 429's Retry-After opens the memory backend's breaker only: the Redis scripts keep one timeout (set 0)"
+    return [
+        *(((*path, "timeout_multiplier"), why) for path, s in found if s.timeout_multiplier != 1),
+        *(((*path, "slow_call_duration"), slow) for path, s in found if s.slow_call_duration),
+        *(((*path, "max_retry_after"), retry) for path, s in found if s.max_retry_after),
+    ][:1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -410,6 +422,9 @@ BREAKER_SPEC: Final[dict[str, Spec]] = {
     "half_open_policy": str_rule(choices=HALF_OPEN_POLICIES),
     "timeout_multiplier": num_rule(ge=1, le=10),
     "max_timeout": num_rule(gt=0),
+    "slow_call_duration": num_rule(ge=0, null_as=0),
+    "slow_call_rate_threshold": num_rule(gt=0, le=1, desc="in (0, 1]"),
+    "max_retry_after": num_rule(ge=0),
 }
 BREAKER_SECTION_SPEC: Final[dict[str, Spec]] = {
     "enabled": bool_rule(),

@@ -14,10 +14,13 @@ __all__ = [
     "BRIEF_SOURCES",
     "CIRCUIT_BREAKER_OPEN",
     "CIRCUIT_OPEN",
+    "CLIENT_ERROR",
+    "CLIENT_ERROR_STATUSES",
     "DEFAULT_MODE",
     "HEALTH_REASONS",
     "JSON_FAILURE_REASONS",
     "LOOPBACK_HOST",
+    "MODEL_ERROR_REASONS",
     "MODES",
     "SKIPPED_OPEN",
     "TOKEN_PURPOSES",
@@ -49,6 +52,14 @@ JSON_FAILURE_REASONS: Final[tuple[Reason, ...]] = get_args(Reason)
 BackendFailure = Literal["timeout", "connection_error", "http_error", "invalid_response", "error"]
 BACKEND_FAILURES: Final[tuple[BackendFailure, ...]] = get_args(BackendFailure)
 
+#: a failed model call or health check: the model's API refused the request itself (HTTP 400/401/403/404: a bad
+#: model id, key or parameter), which no retry fixes; reported apart from flakiness, and alerted on
+CLIENT_ERROR: Final = "client_error"
+#: the HTTP statuses reported as :data:`CLIENT_ERROR` (429 is rate limiting, other 4xx stay ``http_error``)
+CLIENT_ERROR_STATUSES: Final = frozenset({400, 401, 403, 404})
+#: the ``reason`` label of ``llm_model_errors_total``: every code a failed (admitted) model call gets
+MODEL_ERROR_REASONS: Final[tuple[str, ...]] = (*BACKEND_FAILURES, CLIENT_ERROR)
+
 #: a model's turn in the ensemble: the breaker refused the call it was about to make
 CIRCUIT_OPEN: Final = "circuit_open"
 #: a model's turn in the ensemble: skipped before any call because its breaker was open
@@ -62,6 +73,7 @@ HEALTH_REASONS: Final[tuple[str, ...]] = (
     "invalid_response",
     "connection_error",
     "http_error",
+    CLIENT_ERROR,
     "error",
 )
 

@@ -84,6 +84,7 @@ class _Guard(Protocol):
 class _Ensemble(Protocol):
     def briefs_snapshot(self) -> Mapping[str, int]: ...
     def tokens_snapshot(self) -> Mapping[tuple[str, str], int]: ...
+    def model_errors_snapshot(self) -> Mapping[tuple[str, str], int]: ...
 
 
 class _Budget(Protocol):
@@ -126,6 +127,7 @@ class _GuardCollector(Collector):
         if ensemble is not None:
             yield _ensemble_metrics(ensemble)
             yield _token_metrics(ensemble)
+            yield _model_error_metrics(ensemble)
         if budget is not None:
             yield from _budget_metrics(budget)
         if panic is not None:
@@ -252,6 +254,17 @@ def _panic_metrics(panic: _Panic) -> Metric:
     for (model, outcome), count in sorted(panic.snapshot().items()):
         trials.add_metric([model, outcome], count)
     return trials
+
+
+def _model_error_metrics(ensemble: _Ensemble) -> Metric:
+    errors = CounterMetricFamily(
+        "llm_model_errors",
+        "Failed model calls by model and reason (timeout, connection_error, http_error, client_error, ...).",
+        labels=["model", "reason"],
+    )
+    for (model, reason), count in sorted(ensemble.model_errors_snapshot().items()):
+        errors.add_metric([model, reason], count)
+    return errors
 
 
 class GuardMetrics:

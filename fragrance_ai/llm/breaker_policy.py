@@ -7,7 +7,10 @@ Pure bookkeeping: it must not read the clock, take a lock (the breaker holds its
 
 from __future__ import annotations
 
+import math
 from typing import Final
+
+from fragrance_ai.config_schema import HALF_OPEN_POLICIES
 
 __all__ = [
     "CLOSED",
@@ -16,8 +19,10 @@ __all__ = [
     "CircuitBreakerOpenError",
     "FailureRateWindow",
     "OpenPeriod",
+    "check_settings",
     "default_is_failure",
     "judge_trials",
+    "retry_after_hold",
 ]
 
 #: the breaker states, as the checklist names them
@@ -161,3 +166,50 @@ class OpenPeriod:
     def on_close(self, now: float) -> None:
         """The breaker closed at ``now`` (the count of trips starts over if it stays closed long enough)."""
         self.closed_at = now
+
+
+def _is_rate(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 < value <= 1
+
+
+def check_settings(
+    failure_threshold: float,
+    timeout: float,
+    half_open_policy: str,
+    slow_call_duration: float | None,
+    slow_call_rate_threshold: float,
+    max_retry_after: float = 0.0,
+    **counts: int,
+) -> None:
+    """Raise ValueError naming the first bad breaker argument; ``counts`` are ints >= 1 (window_size, ...)."""
+    if half_open_policy not in HALF_OPEN_POLICIES:
+        raise ValueError(f"half_open_policy must be one of {', '.join(HALF_OPEN_POLICIES)}; got {half_open_policy!r}")
+    if not _is_rate(failure_threshold):
+        raise ValueError(f"failure_threshold must be a rate in (0, 1]; got {failure_threshold!r}")
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
+        raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1; got {value!r}")
+    if counts.get("minimum_calls", 1) > counts.get("window_size", 1):
+        raise ValueError(
+            f"minimum_calls must be <= window_size ({counts['window_size']}); got {counts['minimum_calls']}: "
+            "the failure rate could never be judged"
+        )
+    for name, seconds in (("slow_call_duration", slow_call_duration or 0), ("max_retry_after", max_retry_after)):
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 <= seconds < math.inf:
+            raise ValueError(f"{name} must be a number of seconds >= 0 (0: off); got {seconds!r}")
+    if not _is_rate(slow_call_rate_threshold):
+        raise ValueError(f"slow_call_rate_threshold must be a rate in (0, 1]; got {slow_call_rate_threshold!r}")
+
+
+def retry_after_hold(exc: BaseException, cap: float) -> float:
+    """How long a failure asks the breaker to stay open: its numeric ``retry_after`` (a 429's Retry-After,
+    as ``BackendRateLimited`` carries it) capped at ``cap``; 0.0 (no hold) when ``cap`` is 0, the exception
+    has none, or it is a breaker's own refusal."""
+    if not cap or isinstance(exc, CircuitBreakerOpenError):
+        return 0.0
+    seconds = getattr(exc, "retry_after", None)
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:
+        return 0.0
+    return float(min(seconds, cap))

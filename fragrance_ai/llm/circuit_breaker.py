@@ -14,13 +14,12 @@ prometheus_client (the metrics collector reads the plain counters documented on 
 from __future__ import annotations
 
 import logging
-import math
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Final, ParamSpec, TypeVar
 
 from fragrance_ai.clock import Clock, monotonic
-from fragrance_ai.config_schema import HALF_OPEN_POLICIES, BreakerSettings
+from fragrance_ai.config_schema import BreakerSettings
 from fragrance_ai.llm.breaker_policy import (
     CLOSED,
     HALF_OPEN,
@@ -28,8 +27,10 @@ from fragrance_ai.llm.breaker_policy import (
     CircuitBreakerOpenError,
     FailureRateWindow,
     OpenPeriod,
+    check_settings,
     default_is_failure,
     judge_trials,
+    retry_after_hold,
 )
 from fragrance_ai.llm.breaker_settings import ConfigLike
 from fragrance_ai.llm.mode_controller import ModeController
@@ -58,15 +59,10 @@ _DEFAULTS: Final = BreakerSettings()  # the constructor's defaults are the confi
 _SUCCESS: Final = 0
 _FAILURE: Final = 1
 _IGNORED: Final = 2  # neither: an exception is_failure rejected, or cancellation (BaseException)
+_SLOW: Final = 3  # a success slower than slow_call_duration: a success in the failure window, slow in the slow one
 
 #: called as ``listener(breaker, old_state, new_state)`` after every transition, outside the breaker's lock
 BreakerListener = Callable[["CircuitBreaker", str, str], None]
-
-
-def _check_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-    return value
 
 
 class CircuitBreaker:
@@ -83,6 +79,11 @@ class CircuitBreaker:
       reopens (fresh timeout) once their failure rate is above ``failure_threshold`` and closes after
       ``success_threshold`` trials at or under it; ``consecutive`` (the checklist's) reopens on any
       failure and closes after ``success_threshold`` successes. Closing empties the window.
+
+    Slow calls: with ``slow_call_duration`` > 0 a success that took longer is slow; a second window counts them
+    and opens the breaker (>= ``minimum_calls``) above ``slow_call_rate_threshold``; a slow trial fails. With
+    ``max_retry_after`` > 0 a failure carrying ``retry_after`` (a 429's Retry-After) opens it at once, for
+    at least that long (at most ``max_retry_after``): :func:`~.breaker_policy.retry_after_hold`.
 
     What counts: an ``Exception`` for which ``is_failure(exc)`` is true is a failure (default: every
     Exception). Any other exception, and cancellation (``asyncio.CancelledError``, ``KeyboardInterrupt``,
@@ -102,9 +103,10 @@ class CircuitBreaker:
 
     __slots__ = (
         "_clock", "_forced", "_generation", "_in_flight", "_listeners", "_lock", "_open_for", "_opened_at", "_period",
-        "_state", "_trial_failures", "_trial_successes", "_window", "enabled", "failure_threshold", "failures_total",
-        "half_open_policy", "half_open_requests", "is_failure", "minimum_calls", "model", "opened_total",
-        "rejected_total", "requests_total", "success_threshold", "timeout", "window_size",
+        "_slow", "_state", "_trial_failures", "_trial_successes", "_window", "enabled", "failure_threshold",
+        "failures_total", "half_open_policy", "half_open_requests", "is_failure", "max_retry_after", "minimum_calls",
+        "model", "opened_total", "rejected_total", "requests_total", "slow_call_duration", "slow_call_rate_threshold",
+        "slow_total", "success_threshold", "timeout", "window_size",
     )
 
     def __init__(
@@ -124,26 +126,15 @@ class CircuitBreaker:
         half_open_policy: str = _DEFAULTS.half_open_policy,
         timeout_multiplier: float = _DEFAULTS.timeout_multiplier,
         max_timeout: float | None = None,
+        slow_call_duration: float | None = _DEFAULTS.slow_call_duration,
+        slow_call_rate_threshold: float = _DEFAULTS.slow_call_rate_threshold,
+        max_retry_after: float = _DEFAULTS.max_retry_after,
     ) -> None:
-        if half_open_policy not in HALF_OPEN_POLICIES:
-            raise ValueError(f"half_open_policy must be one of {', '.join(HALF_OPEN_POLICIES)}; got {half_open_policy!r}")
-        if (
-            isinstance(failure_threshold, bool)
-            or not isinstance(failure_threshold, (int, float))
-            or not 0 < failure_threshold <= 1
-        ):
-            raise ValueError(f"failure_threshold must be a rate in (0, 1]; got {failure_threshold!r}")
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout) or timeout <= 0:
-            raise ValueError(f"timeout must be a number of seconds > 0; got {timeout!r}")
-        _check_int("success_threshold", success_threshold)
-        _check_int("half_open_requests", half_open_requests)
-        _check_int("window_size", window_size)
-        _check_int("minimum_calls", minimum_calls)
-        if minimum_calls > window_size:
-            raise ValueError(
-                f"minimum_calls must be <= window_size ({window_size}); got {minimum_calls}: "
-                "the failure rate could never be judged"
-            )
+        check_settings(  # raises ValueError naming the first bad argument
+            failure_threshold, timeout, half_open_policy, slow_call_duration, slow_call_rate_threshold, max_retry_after,
+            success_threshold=success_threshold, half_open_requests=half_open_requests, window_size=window_size,
+            minimum_calls=minimum_calls,
+        )
         self.model = model
         self.failure_threshold = failure_threshold
         self.success_threshold = success_threshold
@@ -171,6 +162,12 @@ class CircuitBreaker:
         self._forced: str | None = None  # an operator's force_open / force_close, until reset()
         self._period = OpenPeriod(timeout, timeout_multiplier, max_timeout)  # raises ValueError on bad values
         self._open_for: float = timeout  # how long the current (or last) opening lasts
+        #: seconds above which a successful call is slow (0: slow calls are not judged)
+        self.slow_call_duration: float = slow_call_duration or 0.0
+        self.slow_call_rate_threshold = slow_call_rate_threshold
+        self.slow_total = 0  # admitted calls that succeeded slowly
+        self.max_retry_after = max_retry_after  # 0: a failure's retry_after does not open the breaker
+        self._slow = FailureRateWindow(window_size) if self.slow_call_duration else None  # "failed" = slow
 
     # ------------------------------------------------------------------------------------ the API
 
@@ -182,12 +179,13 @@ class CircuitBreaker:
         token = self._generation
         if self._state is not CLOSED:
             token = self._before_call()
+        started = self._clock() if self.slow_call_duration else 0.0
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            self._after_call(token, self._classify(exc))
+            self._after_call(token, self._classify(exc), retry_after_hold(exc, self.max_retry_after))
             raise
-        self._succeeded(token)
+        self._succeeded(token, started)
         return result
 
     async def acall(self, afunc: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -195,12 +193,13 @@ class CircuitBreaker:
         token = self._generation  # the same inlined fast path as in call()
         if self._state is not CLOSED:
             token = self._before_call()
+        started = self._clock() if self.slow_call_duration else 0.0
         try:
             result = await afunc(*args, **kwargs)
         except BaseException as exc:
-            self._after_call(token, self._classify(exc))
+            self._after_call(token, self._classify(exc), retry_after_hold(exc, self.max_retry_after))
             raise
-        self._succeeded(token)
+        self._succeeded(token, started)
         return result
 
     @property
@@ -241,8 +240,7 @@ class CircuitBreaker:
         with self._lock:
             self._forced = state
             # a release or force-closed: a new generation and an empty window
-            opening = state is OPEN
-            event = self._transition_locked(CLOSED) if not opening else None if self._state is OPEN else self._open_locked()
+            event = self._transition_locked(CLOSED) if state is not OPEN else None if self._state is OPEN else self._open_locked()
         if event is not None and event[0] != event[1]:
             self._notify(*event)
 
@@ -283,8 +281,7 @@ class CircuitBreaker:
             raise rejection
         return token
 
-    def _classify(self, exc: BaseException) -> int:
-        # runs outside the lock: is_failure is the caller's code
+    def _classify(self, exc: BaseException) -> int:  # outside the lock: is_failure is the caller's code
         if not isinstance(exc, Exception):
             return _IGNORED
         try:
@@ -293,48 +290,51 @@ class CircuitBreaker:
             logger.exception("is_failure(%r) raised for breaker %r; counting the call as a failure", exc, self.model)
             return _FAILURE
 
-    def _succeeded(self, token: int) -> None:
+    def _succeeded(self, token: int, started: float) -> None:
         """``_after_call(token, _SUCCESS)``, the closed breaker's case first (every request takes it)."""
+        if self.slow_call_duration and self._clock() - started > self.slow_call_duration:
+            self._after_call(token, _SLOW)
+            return
         lock = self._lock
         lock.acquire()  # not ``with``: half the lock overhead on CPython 3.11, on every request
         try:
             if token == self._generation and self._state is CLOSED:
                 self.requests_total += 1
                 self._window.record_success()
+                if self._slow is not None:
+                    self._slow.record_success()
                 return
         finally:
             lock.release()
         self._after_call(token, _SUCCESS)
 
-    def _after_call(self, token: int, outcome: int) -> None:
-        """Apply the outcome of a call admitted with ``token``; stale generations only move the counters."""
+    def _after_call(self, token: int, outcome: int, hold: float = 0.0) -> None:
+        """Apply a call's outcome (stale generations only move the counters); ``hold`` > 0 opens at once."""
         event: tuple[str, str] | None = None
         with self._lock:
             # admissions are counted here, not in the lock-free fast path; every admitted call ends up here
             self.requests_total += 1
-            if outcome == _FAILURE:
-                self.failures_total += 1
+            self.failures_total += outcome == _FAILURE
+            self.slow_total += outcome == _SLOW
             if token != self._generation:
                 return  # admitted before the last transition: says nothing about the current state
             if self._state is CLOSED:
-                if outcome == _SUCCESS:
-                    self._window.record_success()
-                    return
                 if outcome == _IGNORED:
                     return
-                window = self._window
-                window.record(True)
-                if (
-                    self.enabled
-                    and self._forced is None
-                    and window.count >= self.minimum_calls
-                    and window.failures / window.count > self.failure_threshold
+                window, slow = self._window, self._slow
+                window.record(outcome == _FAILURE)
+                if slow is not None:
+                    slow.record(outcome == _SLOW)
+                if self.enabled and self._forced is None and outcome != _SUCCESS and (
+                    hold or (window.count >= self.minimum_calls and window.failures / window.count > self.failure_threshold)
+                    or (slow is not None and slow.count >= self.minimum_calls
+                    and slow.failures / slow.count > self.slow_call_rate_threshold)
                 ):
-                    event = self._open_locked()
+                    event = self._open_locked(hold)
             else:
-                # same generation and not closed: a half-open trial (an open breaker admits nothing)
+                # same generation and not closed: a half-open trial (an open breaker admits nothing); slow = failed
                 self._in_flight -= 1
-                event = self._judge_trial_locked(outcome)
+                event = self._open_locked(hold) if hold else self._judge_trial_locked(_FAILURE if outcome == _SLOW else outcome)
         if event is not None:
             self._notify(*event)
 
@@ -342,11 +342,8 @@ class CircuitBreaker:
         """A half-open trial's outcome: reopen, close, or stay half-open (``breaker_policy.judge_trials``)."""
         if outcome == _IGNORED:
             return None
-        if outcome == _FAILURE:
-            self._trial_failures += 1
-        else:
-            self._trial_successes += 1
-        failed, succeeded = self._trial_failures, self._trial_successes
+        failed = self._trial_failures = self._trial_failures + (outcome == _FAILURE)
+        succeeded = self._trial_successes = self._trial_successes + (outcome != _FAILURE)
         verdict = judge_trials(self.half_open_policy, failed, succeeded, self.failure_threshold, self.success_threshold)
         if verdict is OPEN:
             return self._open_locked()
@@ -359,9 +356,9 @@ class CircuitBreaker:
             return self._transition_locked(HALF_OPEN)
         return None
 
-    def _open_locked(self) -> tuple[str, str]:
+    def _open_locked(self, hold: float = 0.0) -> tuple[str, str]:
         self._opened_at = self._clock()
-        self._open_for = self._period.on_open(self._opened_at)
+        self._open_for = max(self._period.on_open(self._opened_at), hold)
         self.opened_total += 1
         return self._transition_locked(OPEN)
 
@@ -370,23 +367,19 @@ class CircuitBreaker:
         self._state = new
         self._generation += 1
         self._in_flight = 0
-        self._trial_successes = 0
-        self._trial_failures = 0
+        self._trial_successes = self._trial_failures = 0
         if new is CLOSED:
             self._window.reset()
+            if self._slow is not None:
+                self._slow.reset()
             self._period.on_close(self._clock())
         return old, new
 
     def _notify(self, old: str, new: str) -> None:
         # outside the lock: a listener may read the state, call through this breaker, or downshift the mode
         if new is OPEN:
-            logger.warning(
-                "circuit breaker %r: %s -> open (failure rate %.0f%%, retry in %gs)",
-                self.model,
-                old,
-                self._window.rate * 100,
-                self._open_for,
-            )
+            rate, period = self._window.rate * 100, self._open_for
+            logger.warning("circuit breaker %r: %s -> open (failure rate %.0f%%, retry in %gs)", self.model, old, rate, period)
         else:
             logger.info("circuit breaker %r: %s -> %s", self.model, old, new)
         for listener in list(self._listeners):
@@ -447,6 +440,9 @@ class LLMCircuitBreakerManager:
                 half_open_policy=s.half_open_policy,
                 timeout_multiplier=s.timeout_multiplier,
                 max_timeout=s.max_timeout,
+                slow_call_duration=s.slow_call_duration,
+                slow_call_rate_threshold=s.slow_call_rate_threshold,
+                max_retry_after=s.max_retry_after,
                 model=model,
                 clock=clock,
                 listeners=listeners,

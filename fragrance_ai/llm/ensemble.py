@@ -25,7 +25,16 @@ from typing import Any
 from fragrance_ai.cache.lru_cache import Loaded, LRUCacheWithTTL
 from fragrance_ai.clock import AsyncTimeoutFn
 from fragrance_ai.config_loader import Config
-from fragrance_ai.constants import BRIEF_SOURCES, SKIPPED_OPEN, TOKEN_PURPOSES, Purpose, Source
+from fragrance_ai.constants import (
+    BRIEF_SOURCES,
+    CIRCUIT_OPEN,
+    CLIENT_ERROR,
+    MODEL_ERROR_REASONS,
+    SKIPPED_OPEN,
+    TOKEN_PURPOSES,
+    Purpose,
+    Source,
+)
 from fragrance_ai.llm.backends import CompletionRequest, CompletionResponse, LLMBackend
 from fragrance_ai.llm.circuit_breaker import CircuitBreaker, LLMCircuitBreakerManager
 from fragrance_ai.llm.failures import failure_reason
@@ -140,6 +149,10 @@ class LLMEnsemble:
         self.tokens_total: dict[tuple[str, str], int] = {
             (model, purpose): 0 for model in config.model_names for purpose in TOKEN_PURPOSES
         }
+        #: failed model calls (admitted by the breaker) by (model, reason): ``llm_model_errors_total``
+        self.model_errors_total: dict[tuple[str, str], int] = {
+            (model, reason): 0 for model in config.model_names for reason in MODEL_ERROR_REASONS
+        }
 
     @property
     def mode_controller(self) -> Any:
@@ -190,6 +203,11 @@ class LLMEnsemble:
         """A consistent copy of ``tokens_total`` (for the metrics collector, at scrape time)."""
         with self._briefs_lock:
             return dict(self.tokens_total)
+
+    def model_errors_snapshot(self) -> dict[tuple[str, str], int]:
+        """A consistent copy of ``model_errors_total`` (for the metrics collector, at scrape time)."""
+        with self._briefs_lock:
+            return dict(self.model_errors_total)
 
     def briefs_snapshot(self) -> dict[str, int]:
         """A consistent copy of ``briefs_total`` (for the metrics collector, at scrape time)."""
@@ -342,4 +360,11 @@ class LLMEnsemble:
             outcome = failure_reason(exc)
             if outcome == "error":
                 logger.error("model %s failed unexpectedly; trying the next model", model, exc_info=exc)
+            elif outcome == CLIENT_ERROR:  # the text is the status line and the model name only, never the body
+                logger.error("model %s refused the request (%s): a client error no retry fixes; check its "
+                             "model id, API key and parameters; trying the next model", model, exc)
+            if outcome != CIRCUIT_OPEN:
+                with self._briefs_lock:
+                    key = (model, outcome)
+                    self.model_errors_total[key] = self.model_errors_total.get(key, 0) + 1
             return outcome, None

@@ -44,9 +44,10 @@ __all__ = ["InvalidScenarioItem", "ScenarioFile", "ScenarioItem"]
 
 
 def _memory_only(overrides: dict[str, Any]) -> bool:
-    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period), or turn on
-    the panic rule, whose release of a recovered breaker is memory-only (on Redis a trial serves its brief
-    and the shared breaker keeps its timeout, so the panic scenarios' figures are the memory backend's)."""
+    """Whether scenario ``config:`` overrides set a memory-only setting (a growing open period, slow calls,
+    Retry-After), or turn on the panic rule, whose release of a recovered breaker is memory-only (on Redis a
+    trial serves its brief and the shared breaker keeps its timeout, so the panic scenarios' figures are the
+    memory backend's)."""
     cb = overrides.get("circuit_breaker")
     if not isinstance(cb, dict):
         return False
@@ -55,7 +56,12 @@ def _memory_only(overrides: dict[str, Any]) -> bool:
     models = cb.get("models")
     if not isinstance(models, dict):
         models = {}
-    return any(isinstance(s, dict) and s.get("timeout_multiplier", 1) != 1 for s in (cb, *models.values()))
+    return any(
+        isinstance(s, dict) and (
+            s.get("timeout_multiplier", 1) != 1 or bool(s.get("slow_call_duration")) or bool(s.get("max_retry_after"))
+        )
+        for s in (cb, *models.values())
+    )
 
 
 class ScenarioFile(pytest.File):

@@ -271,3 +271,23 @@ def test_base_url_must_be_http(tmp_path: Path) -> None:
     )
     assert (line, key) == (3, "llm.models.qwen.base_url")
     assert "http://" in message
+
+
+def test_slow_call_settings_default_off_null_is_off_and_redis_refuses_them(tmp_path: Path) -> None:
+    cb = load_config(default_config_path()).circuit_breaker.for_model("qwen")
+    assert (cb.slow_call_duration, cb.slow_call_rate_threshold) == (0, 1)
+    off = load_config(write(tmp_path, "circuit_breaker:\n  slow_call_duration: ~\n", "null.yaml"))
+    assert off.circuit_breaker.for_model("qwen").slow_call_duration == 0
+    [(_, key, message)] = issues_of(write(tmp_path, "circuit_breaker:\n  slow_call_rate_threshold: 1.5\n"))
+    assert (key, message) == ("circuit_breaker.slow_call_rate_threshold", "must be in (0, 1], found 1.5")
+    text = "state:\n  backend: redis\ncircuit_breaker:\n  models:\n    qwen: {slow_call_duration: 10}\n"
+    [(_, key, message)] = issues_of(write(tmp_path, text, "redis.yaml"))
+    assert key == "circuit_breaker.models.qwen.slow_call_duration"
+    assert message.startswith("slow calls are judged by the memory backend only")
+
+
+def test_max_retry_after_defaults_off_and_redis_refuses_it(tmp_path: Path) -> None:
+    assert load_config(default_config_path()).circuit_breaker.for_model("qwen").max_retry_after == 0
+    [(_, key, message)] = issues_of(write(tmp_path, "state:\n  backend: redis\ncircuit_breaker:\n  max_retry_after: 300\n"))
+    assert key == "circuit_breaker.max_retry_after"
+    assert message.startswith("a 429's Retry-After opens the memory backend's breaker only")

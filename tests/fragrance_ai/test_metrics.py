@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.config_loader import default_config_path, get_config, load_config
-from fragrance_ai.constants import TOKEN_PURPOSES
+from fragrance_ai.constants import MODEL_ERROR_REASONS, TOKEN_PURPOSES
 from fragrance_ai.llm import ensemble
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
 from fragrance_ai.llm.guards import JSONHardGuard
@@ -108,12 +108,26 @@ class _Briefs:
     def __init__(self) -> None:
         self.briefs_total: dict[str, int] = dict.fromkeys(BRIEF_SOURCES, 0)
         self.tokens_total: dict[tuple[str, str], int] = {("qwen", p): 0 for p in TOKEN_PURPOSES}
+        self.model_errors_total: dict[tuple[str, str], int] = {("qwen", r): 0 for r in MODEL_ERROR_REASONS}
 
     def briefs_snapshot(self) -> dict[str, int]:
         return dict(self.briefs_total)
 
     def tokens_snapshot(self) -> dict[tuple[str, str], int]:
         return dict(self.tokens_total)
+
+    def model_errors_snapshot(self) -> dict[tuple[str, str], int]:
+        return dict(self.model_errors_total)
+
+
+def test_model_errors_by_model_and_reason_are_read_from_the_ensemble_at_scrape_time() -> None:
+    metrics = GuardMetrics(CollectorRegistry())
+    briefs = _Briefs()
+    metrics.track_ensemble(briefs)
+    for reason in MODEL_ERROR_REASONS:
+        assert metrics.sample("llm_model_errors_total", {"model": "qwen", "reason": reason}) == 0, reason
+    briefs.model_errors_total["qwen", "client_error"] += 2
+    assert metrics.sample("llm_model_errors_total", {"model": "qwen", "reason": "client_error"}) == 2
 
 
 def test_tokens_by_model_and_purpose_are_read_from_the_ensemble_at_scrape_time() -> None:

@@ -586,6 +586,7 @@ def settings(**overrides: Any) -> SimpleNamespace:
     base: dict[str, Any] = dict(
         failure_threshold=0.5, success_threshold=5, timeout=60.0, half_open_requests=3, window_size=20, minimum_calls=10,
         half_open_policy="failure_rate", timeout_multiplier=1.0, max_timeout=600.0,
+        slow_call_duration=0.0, slow_call_rate_threshold=1.0, max_retry_after=0.0,
     )
     base.update(overrides)
     return SimpleNamespace(**base)
@@ -798,3 +799,110 @@ def test_open_period_settings_are_checked() -> None:
         CircuitBreaker(timeout_multiplier=0.5)
     with pytest.raises(ValueError, match=r"max_timeout must be a number of seconds >= timeout \(60\)"):
         CircuitBreaker(timeout=60, max_timeout=30)
+
+
+# ------------------------------------------------------------------------------------ slow calls
+
+
+def slow_breaker(clock: VirtualClock, **kwargs: Any) -> CircuitBreaker:
+    return CircuitBreaker(0.5, 2, 60, 1, window_size=10, minimum_calls=4, clock=clock,
+                          slow_call_duration=10, slow_call_rate_threshold=0.5, **kwargs)
+
+
+def taking(clock: VirtualClock, seconds: float) -> Any:
+    def call() -> str:
+        clock.advance(seconds)
+        return "ok"
+    return call
+
+
+def test_slow_successes_open_the_breaker_above_the_slow_call_rate() -> None:
+    clock = VirtualClock()
+    b = slow_breaker(clock)
+    for seconds in (10, 10, 11, 11):  # exactly the duration is not slow; 2 slow of 4 is not above 0.5
+        assert b.call(taking(clock, seconds)) == "ok"
+    assert (b.state, b.slow_total, b.failures_total) == ("closed", 2, 0)
+    assert b.call(taking(clock, 11)) == "ok"  # the slow answer is still returned
+    assert b.state == "open"
+    assert b.failure_rate == 0.0  # slow, not failed
+
+
+async def test_a_slow_half_open_trial_is_a_failed_trial_and_fast_ones_close() -> None:
+    clock = VirtualClock()
+    b = slow_breaker(clock)
+
+    async def slow() -> str:
+        clock.advance(30)
+        return "ok"
+
+    async def fast() -> str:
+        return "ok"
+
+    for _ in range(4):
+        await b.acall(slow)
+    assert b.state == "open"
+    clock.advance(b.retry_after())
+    await b.acall(slow)
+    assert b.state == "open"
+    clock.advance(b.retry_after())
+    await b.acall(fast)
+    await b.acall(fast)
+    assert b.state == "closed"
+
+
+def test_slow_calls_are_off_by_default_and_settings_are_checked() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker(0.5, 2, 60, 1, window_size=10, minimum_calls=2, clock=clock)
+    for _ in range(5):
+        b.call(taking(clock, 1000))
+    assert (b.state, b.slow_total) == ("closed", 0)
+    with pytest.raises(ValueError, match="slow_call_duration must be a number of seconds >= 0"):
+        CircuitBreaker(slow_call_duration=-1)
+    with pytest.raises(ValueError, match=r"slow_call_rate_threshold must be a rate in \(0, 1\]"):
+        CircuitBreaker(slow_call_rate_threshold=0)
+
+
+# ------------------------------------------------------------------------------- 429 Retry-After
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: object) -> None:
+        super().__init__("429")
+        self.retry_after = retry_after
+
+
+def rate_limited(retry_after: object) -> Any:
+    def call() -> str:
+        raise RateLimited(retry_after)
+    return call
+
+
+def test_a_failure_with_retry_after_opens_at_once_for_at_least_that_long_capped() -> None:
+    clock = VirtualClock()
+    b = CircuitBreaker(0.5, 1, 60, 1, window_size=10, minimum_calls=5, clock=clock, max_retry_after=300)
+    with pytest.raises(RateLimited):
+        b.call(rate_limited(120))
+    assert (b.state, b.retry_after()) == ("open", 120)
+    clock.advance(120)
+    with pytest.raises(RateLimited):
+        b.call(rate_limited(5000))  # a failed trial: reopened for the cap
+    assert b.retry_after() == 300
+    clock.advance(300)
+    with pytest.raises(RateLimited):
+        b.call(rate_limited(10))  # shorter than timeout: the open period is max(timeout, retry_after)
+    assert b.retry_after() == 60
+
+
+def test_retry_after_is_ignored_when_off_absent_or_not_a_number() -> None:
+    clock = VirtualClock()
+    off = CircuitBreaker(0.5, 1, 60, 1, window_size=10, minimum_calls=5, clock=clock)
+    with pytest.raises(RateLimited):
+        off.call(rate_limited(120))
+    assert off.state == "closed"
+    on = CircuitBreaker(0.5, 1, 60, 1, window_size=10, minimum_calls=6, clock=clock, max_retry_after=300)
+    for value in (None, "120", True, -1, 0):  # 5 failures, under minimum_calls: only a hold could open it
+        with pytest.raises(RateLimited):
+            on.call(rate_limited(value))
+    assert on.state == "closed"
+    with pytest.raises(ValueError, match="max_retry_after must be a number of seconds >= 0"):
+        CircuitBreaker(max_retry_after=-1)

@@ -24,7 +24,8 @@ from fragrance_ai.monitoring import RULES_FILE, RULES_TEST_FILE, rules_path, rul
 RunPromtool = Callable[..., subprocess.CompletedProcess[str]]
 
 CHECKLIST_ALERTS = ("HighJSONFallbackRate", "QwenCircuitBreakerOpen", "LowCacheHitRate", "LLMModelUnhealthy")
-OPERATOR_ALERTS = ("LLMCircuitBreakerOpen", "LLMCircuitBreakerFlapping", "LLMHealthCheckFailing", "LLMRepeatedDownshifts")
+OPERATOR_ALERTS = ("LLMCircuitBreakerOpen", "LLMCircuitBreakerFlapping", "LLMHealthCheckFailing", "LLMRepeatedDownshifts",
+                   "LLMModelClientErrors")
 
 #: the checklist's expressions, verbatim: each must fail our promtool tests (that is why they were rewritten)
 CHECKLIST_EXPRS = {
@@ -73,7 +74,7 @@ def _copy_pack(tmp_path: Path) -> tuple[Path, Path]:
 def test_promtool_check_rules_accepts_the_shipped_rules(run_promtool: RunPromtool) -> None:
     result = run_promtool("check", "rules", str(rules_path()))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 15 rules found" in result.stdout
+    assert "SUCCESS: 16 rules found" in result.stdout
 
 
 def test_promtool_unit_tests_of_the_rules_pass(run_promtool: RunPromtool) -> None:
@@ -274,7 +275,7 @@ def test_the_compose_prometheus_config_loads_the_shipped_rules(run_promtool: Run
 
     full = run_promtool("check", "config", str(local))
     assert full.returncode == 0, full.stdout + full.stderr
-    assert "SUCCESS: 15 rules found" in full.stdout
+    assert "SUCCESS: 16 rules found" in full.stdout
 
 
 # ------------------------------------------------------------------------- finding promtool

@@ -153,7 +153,7 @@ FAILURES: list[tuple[str, Behaviour, str]] = [
     ("connection error", connection_error(), "connection_error"),
     ("429 rate limited", http_error(429, retry_after=5), "http_error"),
     ("500 server error", http_error(500), "http_error"),
-    ("400 client error", http_error(400), "http_error"),
+    ("400 client error", http_error(400), "client_error"),
     ("malformed body", malformed_body(), "invalid_response"),
 ]
 

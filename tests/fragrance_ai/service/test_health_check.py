@@ -72,7 +72,7 @@ REASON_CASES: list[tuple[str, Behaviour, str]] = [
     ("connection error", connection_error(), "connection_error"),
     ("500", http_error(500), "http_error"),
     ("429", http_error(429, retry_after=30), "http_error"),
-    ("401", http_error(401, body='{"error": "bad key sk-SECRET-IN-BODY"}'), "http_error"),
+    ("401", http_error(401, body='{"error": "bad key sk-SECRET-IN-BODY"}'), "client_error"),
     ("read timeout", timeout(), "timeout"),
 ]
 
