@@ -29,8 +29,12 @@ __all__ = ["START", "ClockMisuseError", "GuardClock"]
 START = _dt.datetime(2026, 1, 1, 0, 0, 0, tzinfo=_dt.UTC)
 
 # Networking libraries keep real time: their own timeouts must not freeze (an event loop never would).
+# freezegun also reads every attribute of every module it does not ignore as it starts: the openai
+# SDK's modules load their submodules lazily on attribute access, so reading them imports the whole
+# SDK (minutes under load); it is an HTTP client, whose time is real anyway.
 _IGNORE = (
-    "uvicorn", "h11", "httpcore", "anyio", "httpx", "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread",
+    "uvicorn", "h11", "httpcore", "anyio", "httpx", "openai",
+    "pytest_guards.faults._fake_server", "pytest_guards.network._uvicorn_thread",
 )
 
 
@@ -70,7 +74,12 @@ class GuardClock:
     # -- lifecycle (the fixture's job) --------------------------------------------------------------
 
     def start(self) -> GuardClock:
-        self._frozen = self._freezer.start()
+        try:
+            self._frozen = self._freezer.start()
+        except BaseException:
+            # interrupted while patching modules (a test timeout): undo, or time stays frozen for everyone after
+            self._freezer.stop()
+            raise
         return self
 
     def stop(self) -> None:

@@ -263,6 +263,7 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> ScenarioFi
     node.target_url, node.live_deps, node.live_max_wait = parent.config.stash[_LIVE_KEY]
     node.network = parent.config.stash[_NETWORK_KEY]
     node.seen_ids = parent.config.stash.setdefault(_IDS_KEY, {})
+    node.not_run = parent.config.stash[_VERDICT_KEY].not_run
     return node
 
 
@@ -271,12 +272,19 @@ def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
+    if _left_out(item):
+        return report  # not applicable to this run (its wait budget): the verdict lists it, strict does not count it
     if report.skipped and item.config.stash.get(_STRICT_KEY, False) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under --guards-strict, which counts skips as failures: {reason}"
     _record_scenario(item, report, call)
     return report
+
+
+def _left_out(item: pytest.Item) -> bool:
+    verdict = item.config.stash.get(_VERDICT_KEY, None)
+    return isinstance(item, ScenarioItem) and verdict is not None and item.scenario.id in verdict.not_run
 
 
 def _record_scenario(item: pytest.Item, report: pytest.TestReport, call: pytest.CallInfo[None]) -> None:

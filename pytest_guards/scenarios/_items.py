@@ -78,6 +78,8 @@ class ScenarioFile(pytest.File):
 
     #: scenario id -> the file that claimed it first (shared by every file of the session)
     seen_ids: dict[str, Path]
+    #: live fault scenarios not collected, id -> why (the run lacks what they need: shown in the verdict)
+    not_run: dict[str, tuple[str, str]]
 
     def collect(self) -> Any:
         path = Path(self.path)
@@ -102,6 +104,11 @@ class ScenarioFile(pytest.File):
         if self.target_url:
             if not scenario.live_capable:
                 return  # an in-process scenario has nothing to say about a running service
+            missing = self.live_deps.missing(scenario.requires) if scenario.injects_live_faults else None
+            if missing is not None:
+                # not applicable to this run, not a skip (which strict counts): the verdict lists it
+                self.not_run[scenario.id] = (scenario.checklist, missing)
+                return
             mode = "live"
         else:
             if scenario.target == "live":
@@ -298,12 +305,8 @@ class ScenarioItem(pytest.Item):
     async def _run_live(self, url: str) -> None:
         parent = self.parent
         assert isinstance(parent, ScenarioFile)
-        deps = parent.live_deps
+        deps = parent.live_deps  # complete for what this scenario needs: collection left out those it lacks
         scenario = self.scenario
-        if scenario.injects_live_faults:
-            missing = deps.missing(scenario.requires)
-            if missing is not None:
-                pytest.skip(f"a live fault scenario: {missing}")
         timeout = httpx.Timeout(30.0, connect=5.0)
         async with (
             httpx.AsyncClient(base_url=url, timeout=timeout) as client,
@@ -336,10 +339,13 @@ class ScenarioItem(pytest.Item):
                     raise ScenarioFailure(scenario, None, [f"with the service's settings, {p}" for p in problems])
             waits = _total_wait(scenario.steps)
             if waits > parent.live_max_wait:
-                pytest.skip(
+                # the run's real-time budget leaves it out, as --guards-item would: shown, not counted as a skip
+                why = (
                     f"its waits add up to {waits:.0f} s with the service's settings, over the live wait budget "
                     f"of {parent.live_max_wait:.0f} s (--live-max-wait)"
                 )
+                parent.not_run[scenario.id] = (scenario.checklist, why)
+                pytest.skip(why)
             if scenario.injects_live_faults:
                 await self._live_given(scenario, faults)
             await run_scenario(scenario, target, clock_elapsed=target.elapsed, policy=self._policy, timeline=self.timeline)

@@ -14,6 +14,9 @@ from typing import Any
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._schema import CHECKLIST_ITEMS
 
+#: up to this many scenarios left out for one reason are named; more are counted
+_NAMED = 3
+
 __all__ = ["INCONCLUSIVE", "ITEM_TITLES", "SAFE", "UNSAFE", "ScenarioResult", "Verdict"]
 
 SAFE = "SAFE TO PROMOTE TO PRODUCTION"
@@ -58,6 +61,9 @@ class Verdict:
     policy: Policy | None = None
     #: real seconds the whole run took (set when the session ends)
     seconds: float = 0.0
+    #: scenarios this run left out, id -> (checklist item, why): live fault scenarios without their control
+    #: plane, or over the run's wait budget
+    not_run: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def checked_items(self) -> tuple[str, ...]:
@@ -147,6 +153,13 @@ class Verdict:
             out.append(line)
         for bad in self.invalid_files:
             out.append(f"✗ invalid scenario file: {bad.file}")
+        by_reason: dict[str, list[str]] = {}
+        for sid, (checklist, reason) in sorted(self.not_run.items()):
+            if checklist in self.checked_items:
+                by_reason.setdefault(reason, []).append(sid)
+        for reason, ids in by_reason.items():
+            named = ", ".join(ids) if len(ids) <= _NAMED else f"{len(ids)} live fault scenarios"
+            out.append(f"- not run: {named} ({reason})")
         for skipped in (r for r in self.results if r.outcome == "skipped" and r.checklist in self.checked_items):
             out.append(f"{'✗' if self.strict else '-'} skipped {skipped.id}: {skipped.message}")
         out.append("=" * 38)
@@ -165,6 +178,11 @@ class Verdict:
             "items": {c: self.item(c) for c in self.checked_items},
             "policy": self.policy.to_dict() if self.policy is not None else None,
             "scenarios": [asdict(r) for r in self.results],
+            "not_run": [
+                {"id": sid, "checklist": checklist, "reason": reason}
+                for sid, (checklist, reason) in sorted(self.not_run.items())
+                if checklist in self.checked_items
+            ],
         }
 
     def write(self, path: Path) -> None:

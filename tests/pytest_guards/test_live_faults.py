@@ -169,12 +169,34 @@ def test_a_wrong_token_is_inconclusive_and_never_printed() -> None:
     assert TOKEN not in out
 
 
-def test_without_the_control_plane_fault_scenarios_are_skipped_not_passed() -> None:
+def test_without_the_control_plane_fault_scenarios_are_not_run_and_the_verdict_says_so() -> None:
     with canary() as (service, _fake):
-        code, out = verify_live(service, None, "--", "-k", "live-jg-reask")
-    assert "SKIP  live-jg-reask-reaches-model-with-reason" in out
-    assert "needs the fake LLM's control plane" in out
-    assert code == 1  # nothing ran: no verdict to give
+        only_faults, _ = code_out = verify_live(service, None, "--", "-k", "live-jg-reask")
+        _, whole = verify_live(service, None)  # (the canary's fast test config breaks policy: no SAFE to check)
+    _, out = code_out
+    # not a skip (under CI a skip is a failure) and not a pass: left out, and named as left out
+    assert "running 0 scenario(s)" in out
+    assert only_faults == 1  # nothing ran: no verdict to give
+    ran = whole.split("  ======")[0].split("took ")[0]
+    assert "SKIP" not in ran and "live-" not in ran  # none of them ran, none was skipped
+    assert "- not run: 17 live fault scenarios (needs the fake LLM's control plane: --llm-control URL" in whole
+    assert "- not run: live-hc-unreachable-model-unhealthy-then-back (needs Toxiproxy in front of" in whole
+
+
+def test_a_scenario_over_the_wait_budget_is_left_out_and_named_even_when_strict() -> None:
+    with canary() as (service, fake):
+        code, out = verify_live(
+            service, fake, "--strict", "--live-max-wait", "1", "--item", "circuit_breaker",
+            "--", "-k", "live-cb-half-open-admits or live-cb-open-breaker-spares",
+        )
+    verdict = out.split("======")[0]
+    # the half-open scenario waits the breaker timeout and a second (5 + 1 s here): over a 1 s budget, it is the run's choice
+    assert "- not run: live-cb-half-open-admits-at-most-the-trials (its waits add up to 6 s" in out
+    assert "live-hc-" not in out  # the other items' scenarios are not this run's business
+    assert "over the live wait budget of 1 s (--live-max-wait)" in out
+    assert "skipped live-cb-half-open" not in verdict  # not a skip the strict verdict counts
+    assert "PASS  live-cb-open-breaker-spares-the-model" in out
+    assert code == 0, out[-3000:]
 
 
 def test_a_failing_scenario_still_cleans_up_its_faults() -> None:
