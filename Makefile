@@ -9,6 +9,11 @@
 #              and Debian's chromium for the HTML report's browser test
 
 PYTHON ?= python3
+
+# Every test that starts Python (verify runs, pytester, the wheel's venv) would compile the whole
+# package again without bytecode caches; an environment that turns them off (PYTHONDONTWRITEBYTECODE)
+# costs the suite minutes. __pycache__ is ignored by git and left out of the wheel.
+unexport PYTHONDONTWRITEBYTECODE
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, monotonic
 from fragrance_ai.config_loader import Config, get_config
-from fragrance_ai.llm.backends import LLMBackend, build_backend
+from fragrance_ai.llm.backends import LLMBackend, build_backend, default_ssl_context
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
 from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
@@ -133,7 +133,7 @@ class GuardSystem:
         if backends is None:
             needs_http = any(m.backend == "openai" for m in config.llm.models.values())
             if needs_http and http_client is None:
-                http_client = owned = httpx.AsyncClient()
+                http_client = owned = httpx.AsyncClient(verify=default_ssl_context())
             backends = {name: build_backend(m, client=http_client, atimeout=atimeout) for name, m in config.llm.models.items()}
         ensemble = LLMEnsemble(
             config,

@@ -153,18 +153,23 @@ class Verdict:
             out.append(line)
         for bad in self.invalid_files:
             out.append(f"✗ invalid scenario file: {bad.file}")
-        by_reason: dict[str, list[str]] = {}
-        for sid, (checklist, reason) in sorted(self.not_run.items()):
-            if checklist in self.checked_items:
-                by_reason.setdefault(reason, []).append(sid)
-        for reason, ids in by_reason.items():
-            named = ", ".join(ids) if len(ids) <= _NAMED else f"{len(ids)} live fault scenarios"
-            out.append(f"- not run: {named} ({reason})")
+        out.extend(self._not_run_lines())
         for skipped in (r for r in self.results if r.outcome == "skipped" and r.checklist in self.checked_items):
             out.append(f"{'✗' if self.strict else '-'} skipped {skipped.id}: {skipped.message}")
         out.append("=" * 38)
         out.append(("✓ " if self.safe else "? " if self.inconclusive else "✗ ") + self.word)
         return out
+
+    def _not_run_lines(self) -> list[str]:
+        """One line per reason scenarios were left out of this run, naming them (or counting, when many)."""
+        by_reason: dict[str, list[str]] = {}
+        for sid, (checklist, reason) in sorted(self.not_run.items()):
+            if checklist in self.checked_items:
+                by_reason.setdefault(reason, []).append(sid)
+        return [
+            f"- not run: {', '.join(ids) if len(ids) <= _NAMED else f'{len(ids)} live fault scenarios'} ({reason})"
+            for reason, ids in by_reason.items()
+        ]
 
     def to_json(self) -> dict[str, Any]:
         return {

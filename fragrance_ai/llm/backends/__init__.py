@@ -31,7 +31,7 @@ from fragrance_ai.llm.backends.base import (
     error_kind,
     parse_retry_after,
 )
-from fragrance_ai.llm.backends.openai import OpenAICompatibleBackend
+from fragrance_ai.llm.backends.openai import OpenAICompatibleBackend, default_ssl_context
 from fragrance_ai.llm.backends.simulated import KEYWORD_FAMILIES, SimulatedBackend
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ __all__ = [
     "OpenAICompatibleBackend",
     "SimulatedBackend",
     "build_backend",
+    "default_ssl_context",
     "error_kind",
     "parse_retry_after",
 ]

@@ -9,9 +9,11 @@ cancellation.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
+import ssl
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -35,7 +37,7 @@ from fragrance_ai.llm.backends.base import (
 )
 from fragrance_ai.llm.backends.sse import read_stream
 
-__all__ = ["OpenAICompatibleBackend"]
+__all__ = ["OpenAICompatibleBackend", "default_ssl_context"]
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,16 @@ _DEFAULTS: Final = ModelConfig("default")
 def _redacted(text: str, secret: str | None) -> str:
     return text.replace(secret, "***") if secret else text
 
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """The certificate-verifying TLS context every HTTP client of this process shares.
+
+    Loading the CA bundle costs tens of milliseconds per client; a context is safe to share between
+    clients and threads. It is built on first use, so ``SSL_CERT_FILE`` set later is not seen.
+    """
+    return httpx.create_ssl_context()
 
 class OpenAICompatibleBackend:
     """A model served over the OpenAI chat-completions API (vLLM, Ollama, llama.cpp server, LiteLLM).
@@ -327,7 +339,7 @@ class OpenAICompatibleBackend:
         client = self._client
         if client is None:
             # no await between the check and the assignment, so concurrent first calls share one client
-            client = self._client = httpx.AsyncClient(timeout=self.timeout)
+            client = self._client = httpx.AsyncClient(timeout=self.timeout, verify=default_ssl_context())
         return client
 
     async def aclose(self) -> None:
