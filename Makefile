@@ -34,8 +34,12 @@ tools: $(STAMP)
 	$(BIN)/fragrance-ai install-tools redis-server --dir .tools/bin || { test "$$CI" != true && echo "redis-server not installed: its tests will skip"; }
 	command -v chromium >/dev/null || { apt-get update && apt-get install -y chromium; } || { test "$$CI" != true && echo "chromium not installed: the HTML report's browser test will skip (apt-get install -y chromium)"; }
 
+# two pytest-xdist workers: half the suite waits on subprocesses, sockets and real-time faults
+# (make test TEST_WORKERS=0 runs it in one process; TEST_WORKERS=auto uses every core)
+TEST_WORKERS ?= 2
+
 test: $(STAMP) tools lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 verify: $(STAMP) tools
 	$(BIN)/fragrance-ai verify
