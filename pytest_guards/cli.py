@@ -29,7 +29,7 @@ from fragrance_ai import __version__
 from fragrance_ai.config_loader import ConfigError, find_config_path, load_config
 from pytest_guards.gate import GateServer, run_verify
 from pytest_guards.network import in_ci
-from pytest_guards.plugin import verdict_of
+from pytest_guards.plugin import NOT_RUN_PROPERTY, verdict_of
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     CHECKLIST_ITEMS,
@@ -171,7 +171,7 @@ class _Progress:
     def __init__(self, out: TextIO) -> None:
         self.out = out
         self.items: dict[str, tuple[str, str]] = {}
-        self.counts = {"passed": 0, "failed": 0, "skipped": 0}
+        self.counts = {"passed": 0, "failed": 0, "skipped": 0, "not run": 0}
         self.verdict: Verdict | None = None
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
@@ -189,8 +189,9 @@ class _Progress:
         if report.when == "teardown" and not report.failed:
             return
         sid, item = self.items.get(report.nodeid, (report.nodeid, "-"))
-        outcome = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[report.outcome]
-        self.counts[report.outcome] += 1
+        left_out = dict(report.user_properties).get(NOT_RUN_PROPERTY, False)
+        outcome = "NOT RUN" if left_out else {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}[report.outcome]
+        self.counts["not run" if left_out else report.outcome] += 1
         line = f"  {outcome}  {sid:<58} {item:<16} {report.duration:7.2f}s"
         if report.skipped:
             reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
@@ -271,7 +272,8 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
     if verdict is None or not verdict.ran:
         return _unsafe(out, "no scenario ran")
     counts = progress.counts
-    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped "
+    not_run = f", {counts['not run']} not run" if counts["not run"] else ""
+    print(f"{counts['passed']} passed, {counts['failed']} failed, {counts['skipped']} skipped{not_run} "
           f"in {time.monotonic() - started:.1f} s", file=out)
     for line in verdict.lines():
         print(line, file=out)

@@ -68,6 +68,8 @@ _IDS_KEY = pytest.StashKey[dict[str, Path]]()
 _POLICY_KEY = pytest.StashKey[Policy]()
 _STARTED_KEY = pytest.StashKey[float]()
 _LIVE_KEY = pytest.StashKey[tuple[str | None, LiveDependencies, float]]()
+#: a test report's user property marking a scenario this run left out (shown as NOT RUN, not as a skip)
+NOT_RUN_PROPERTY = "guards_not_run"
 #: a live scenario whose waits add up past this many seconds is skipped unless --live-max-wait says more
 _LIVE_MAX_WAIT = 120.0
 
@@ -273,7 +275,9 @@ def pytest_runtest_makereport(
 ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report = yield
     if _left_out(item):
-        return report  # not applicable to this run (its wait budget): the verdict lists it, strict does not count it
+        # not applicable to this run (its wait budget): the verdict lists it, strict does not count it
+        report.user_properties.append((NOT_RUN_PROPERTY, True))
+        return report
     if report.skipped and item.config.stash.get(_STRICT_KEY, False) and not hasattr(report, "wasxfail"):
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
@@ -488,4 +492,4 @@ def redis_server(request: pytest.FixtureRequest) -> Iterator[RedisServer]:
     server.start()  # a test that stopped it and failed before starting it again
 
 
-__all__ = ["ClockMisuseError", "option", "verdict_of"]
+__all__ = ["NOT_RUN_PROPERTY", "ClockMisuseError", "option", "verdict_of"]

@@ -197,6 +197,8 @@ def test_a_scenario_over_the_wait_budget_is_left_out_and_named_even_when_strict(
     assert "over the live wait budget of 1 s (--live-max-wait)" in out
     assert "skipped live-cb-half-open" not in verdict  # not a skip the strict verdict counts
     assert "PASS  live-cb-open-breaker-spares-the-model" in out
+    assert "NOT RUN  live-cb-half-open-admits-at-most-the-trials" in out
+    assert "1 passed, 0 failed, 0 skipped, 1 not run in" in out
     assert code == 0, out[-3000:]
 
 
