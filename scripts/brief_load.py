@@ -72,6 +72,7 @@ async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     sources: Counter[str] = Counter()
+    failures: Counter[str] = Counter()  # requests with no answer, by the client's exception
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(briefs):
         queue.put_nowait(i)
@@ -86,8 +87,9 @@ async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict
                 started = time.perf_counter()
                 try:
                     response = await client.post("/v1/briefs", json=body)
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     statuses[0] += 1  # no answer at all
+                    failures[type(exc).__name__] += 1
                     continue
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
@@ -112,6 +114,7 @@ async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict
         "p99_ms": round(pct(0.99), 1),
         "status_5xx": sum(n for s, n in statuses.items() if s >= 500),
         "no_answer": statuses[0],
+        "no_answer_kinds": dict(failures),
         "other_non_200": sum(n for s, n in statuses.items() if s not in (0, 200) and s < 500),
     }
 
