@@ -33,7 +33,7 @@ from pytest_guards.scenarios._live_faults import LiveDependencies, LiveFaults
 from pytest_guards.scenarios._model import Problem, Scenario, ScenarioFileError, Step, load_scenario, resolve_scenario
 from pytest_guards.scenarios._policy import Policy
 from pytest_guards.scenarios._run import ScenarioFailure, run_scenario, unreachable
-from pytest_guards.scenarios._targets import FleetTarget, InProcessTarget, LiveTarget, NetworkTarget
+from pytest_guards.scenarios._targets import REDIS_PROXY, FleetTarget, InProcessTarget, LiveTarget, NetworkTarget
 from pytest_guards.scenarios._timeline import Timeline
 from pytest_guards.session import NetworkResources
 
@@ -97,10 +97,8 @@ class ScenarioFile(pytest.File):
             problem = Problem(str(path), scenario.line, 1, "id", f"id {scenario.id!r} is already used by {first}")
             yield InvalidScenarioItem.from_parent(self, name=self.path.name, error=ScenarioFileError(str(path), [problem]))
             return
-        if scenario.replicas > 1 and self.base_config.state.backend != "redis":
-            return  # a fleet scenario checks shared state: it has nothing to say about a memory backend
-        if self.base_config.state.backend == "redis" and _memory_only(scenario.config):
-            return  # it sets a memory-only breaker setting, which a Redis config refuses
+        if not self._fits_the_state_backend(scenario):
+            return
         if self.target_url:
             if not scenario.live_capable:
                 return  # an in-process scenario has nothing to say about a running service
@@ -121,6 +119,15 @@ class ScenarioFile(pytest.File):
             item.add_marker("toxiproxy")
             item.add_marker("network")
         yield item
+
+
+    def _fits_the_state_backend(self, scenario: Scenario) -> bool:
+        """Whether the scenario has something to say about the config's state backend (memory or Redis)."""
+        on_redis = self.base_config.state.backend == "redis"
+        if (scenario.replicas > 1 or REDIS_PROXY in scenario.network_names) and not on_redis:
+            return False  # it checks shared state, or cuts the service off its Redis: nothing to say on memory
+        # a memory-only breaker setting, which a Redis config refuses
+        return not (on_redis and _memory_only(scenario.config))
 
 
 class InvalidScenarioItem(pytest.Item):
@@ -273,12 +280,18 @@ class ScenarioItem(pytest.Item):
         """The real service on a socket, each model behind its own Toxiproxy proxy in front of the fake LLM server."""
         config = self._config(base)
         scenario = self._resolved(config)
+        config = self._on_session_redis(config, scenario)  # never the Redis named in the config under test
         fake.reset()
         proxies = ToxicProxies(server, self.nodeid, default_upstream=lambda: fake, models=config.model_names)
         started = time.monotonic()
         try:
             per_model = proxies.per_model(config.model_names)
             config = config.with_overrides(ToxicProxies.backend_overrides(per_model), source=config.source)
+            if config.state.backend == "redis":  # its shared state behind a proxy too: `network: {redis: down}`
+                redis = proxies(config.state.url.removeprefix("redis://").split("/")[0], label="redis")
+                url = f"redis://{redis.host}:{redis.port}/0"
+                config = config.with_overrides({"state": {"url": url}}, source=config.source)
+                per_model = {REDIS_PROXY: redis, **per_model}  # a model named redis keeps its name
             for model, script in scenario.given_llm.items():
                 fake.set(model, script)
             from pytest_guards.network import LiveService  # uvicorn: imported when a network scenario runs

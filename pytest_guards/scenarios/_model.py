@@ -138,6 +138,15 @@ class Scenario:
         return "toxiproxy" in self.requires and self.target == "in_process"
 
     @property
+    def network_names(self) -> frozenset[str]:
+        """The proxies its ``network`` faults name: models, or ``redis`` (the service's shared state)."""
+        names = set(self.given_network)
+        for step in _walk(self.steps):
+            if step.kind == "network" and isinstance(step.value, dict):
+                names.update(step.value)
+        return frozenset(names)
+
+    @property
     def injects_live_faults(self) -> bool:
         """A live scenario that scripts the canary's models (control plane) or its network (Toxiproxy)."""
         return self.target == "live" and bool(self.requires)

@@ -23,7 +23,7 @@ from pytest_guards.scenarios._expressions import MISSING, Judge, lookup
 from pytest_guards.scenarios._model import Scenario, Step
 from pytest_guards.scenarios._observations import Observer, expect_requests
 from pytest_guards.scenarios._policy import Policy, shipped_policy
-from pytest_guards.scenarios._targets import Response, Target
+from pytest_guards.scenarios._targets import REDIS_PROXY, Response, Target
 from pytest_guards.scenarios._timeline import Timeline
 from pytest_guards.scenarios._traffic import TrafficTally, run_traffic
 
@@ -225,7 +225,8 @@ async def _llm(value: Any, target: Target, state: _State, spec: Any = None) -> N
 
 async def _network(value: Any, target: Target, state: _State) -> None:
     for model, spec in value.items():
-        await _known(target, model)
+        if model != REDIS_PROXY:  # the service's Redis (shared state), when it has one: the target knows
+            await _known(target, model)
         await target.network(model, spec)
 
 

@@ -24,7 +24,10 @@ if TYPE_CHECKING:
     from pytest_guards.network import RedisServer, ToxicProxy
     from pytest_guards.scenarios._live_faults import LiveFaults
 
-__all__ = ["FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
+__all__ = ["REDIS_PROXY", "FleetTarget", "InProcessTarget", "LiveTarget", "NetworkTarget", "Response", "Target"]
+
+#: the name a network scenario gives the proxy between the service and its Redis (``network: {redis: down}``)
+REDIS_PROXY = "redis"
 
 
 @dataclass
@@ -279,8 +282,11 @@ class NetworkTarget(_SystemInThisProcess):
         self._started = time.monotonic()
 
     async def network(self, model: str, spec: Any) -> None:
-        """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy."""
-        proxy = self.proxies[model]
+        """Apply ``down`` / ``up`` / ``clear`` or add toxics to the model's proxy (or Redis's: ``redis``)."""
+        proxy = self.proxies.get(model)
+        if proxy is None:
+            known = ", ".join(sorted(self.proxies))
+            raise KeyError(f"no proxy {model!r} in this run (it has: {known}; redis needs state.backend: redis)")
         if spec == "down":
             proxy.disable()
             return
