@@ -71,8 +71,8 @@ def ok() -> str:
     return "ok"
 
 
-def open_it(breaker: SharedCircuitBreaker) -> None:
-    for _ in range(4):
+def open_it(breaker: SharedCircuitBreaker, failures: int = 4) -> None:
+    for _ in range(failures):
         with pytest.raises(ConnectionError):
             breaker.call(fail)
 
@@ -233,16 +233,10 @@ def test_redis_lost_serves_on_local_state_and_recovers(fleet: Fleet, redis_serve
 # ------------------------------------------------------------------------------ the state counter (INCR successes)
 
 
-def fail_thrice(breaker: SharedCircuitBreaker) -> None:
-    for _ in range(3):
-        with pytest.raises(ConnectionError):
-            breaker.call(fail)
-
-
 def test_a_success_is_one_incr_whose_reply_tells_the_replica_the_fleet_opened(fleet: Fleet) -> None:
     one, two = fleet.breaker(), fleet.breaker()
     assert two.call(ok) == "ok"  # two now sees the fleet closed: its next call asks nothing first
-    fail_thrice(one)  # with the success before: 3 failures of 4 calls
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
     assert two.call(ok) == "ok", "admitted on two's closed view, as before: no round trip before a closed call"
     assert two._seen == OPEN, "the INCR's reply carried the fleet's open state"
     with pytest.raises(CircuitBreakerOpenError):
@@ -270,7 +264,7 @@ def test_successes_slide_failures_out_of_the_fleets_window(fleet: Fleet) -> None
 def test_a_success_landing_on_an_open_breaker_does_not_count_after_it_closes(fleet: Fleet) -> None:
     one, late = fleet.breaker(), fleet.breaker()
     late.call(ok)
-    fail_thrice(one)  # with the success before: 3 failures of 4 calls
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
     late.call(ok)  # admitted on a stale closed view: its INCR lands on the open breaker
     fleet.clock.advance(60)
     one.call(ok)
@@ -285,7 +279,7 @@ def test_closing_rewrites_the_state_counter_so_a_stale_success_is_gone(fleet: Fl
     """The counter's state part is what keeps a stale INCR out of the next window (see breaker_scripts)."""
     one, late = fleet.breaker(), fleet.breaker()
     late.call(ok)
-    fail_thrice(one)  # with the success before: 3 failures of 4 calls
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
     counter = late._counter
     before = int(fleet.links[1].client.get(counter) or 0)
     late.call(ok)
