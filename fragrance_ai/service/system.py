@@ -23,7 +23,7 @@ from fragrance_ai.clock import AsyncSleepFn, AsyncTimeoutFn, Clock, SleepFn, mon
 from fragrance_ai.config_loader import Config, get_config
 from fragrance_ai.llm.backends import LLMBackend, build_backend, default_ssl_context
 from fragrance_ai.llm.circuit_breaker import LLMCircuitBreakerManager
-from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble
+from fragrance_ai.llm.ensemble import BriefResult, LLMEnsemble, ModelAttempt
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
@@ -252,14 +252,17 @@ _HEALTH_KEYS: Final = ("timeout", "cache_seconds", "probe_interval")
 
 
 def _encode_brief(result: BriefResult) -> str:
-    """A brief as the fleet's cache holds it (a fallback only travels to its leader's waiters, never cached)."""
+    """A brief as the fleet's cache holds it (a fallback only travels to its leader's waiters, never cached),
+    with the models the leader tried: a waiter of a shared failure reports them (``models_tried``)."""
     data = {"brief": result.brief, "source": result.source, "model": result.model, "mode": result.mode}
-    return json.dumps({**data, "attempts": result.attempts})
+    tried = [[a.model, a.outcome, a.answers] for a in result.tried]
+    return json.dumps({**data, "attempts": result.attempts, "tried": tried})
 
 
 def _decode_brief(text: str) -> BriefResult:
     data = json.loads(text)
-    return BriefResult(data["brief"], data["source"], data["model"], data["mode"], data["attempts"])
+    tried = tuple(ModelAttempt(str(m), str(o), int(n)) for m, o, n in data.get("tried", ()))
+    return BriefResult(data["brief"], data["source"], data["model"], data["mode"], data["attempts"], tried)
 
 
 def _pick(section: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:

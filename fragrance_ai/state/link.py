@@ -197,6 +197,18 @@ class RedisLink:
             self._recovered()
         return reply
 
+    def command(self, *args: str | float) -> Any:
+        """One plain command's reply (``execute_command(*args)``), or :data:`UNAVAILABLE` as :meth:`run`."""
+        if not self._up and self._clock() < self._retry_at:
+            return self._fallback("Redis is down (waiting for the retry interval)")
+        try:
+            reply = self.client.execute_command(*args)  # type: ignore[no-untyped-call]
+        except self._errors as exc:
+            return self._failed(exc)
+        if not self._up:
+            self._recovered()
+        return reply
+
     def _failed(self, exc: BaseException) -> _Unavailable:
         with self._lock:
             self.errors_total += 1

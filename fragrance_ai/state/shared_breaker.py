@@ -4,8 +4,9 @@
 same rules, but the window, the state, the open-until time and the half-open trial permits are one
 Redis hash and one sorted set per model, moved by the scripts in :mod:`.breaker_scripts`:
 
-* a call while this replica last saw the breaker closed costs one round trip, after it (``RECORD``),
-  whose reply carries the fleet's state; a call while it saw it open or half-open asks first
+* a call while this replica last saw the breaker closed costs one round trip, after it, whose reply
+  carries the fleet's state: a success is one plain ``INCR`` of the state counter (no script), a
+  failure one ``RECORD`` script; a call while it saw it open or half-open asks first
   (``ADMIT``), so half-open permits are counted across the fleet;
 * :attr:`state` (what the ensemble asks before it calls a model) reads the fleet's state (``VIEW``);
 * the replica whose script made a transition tells the listeners (the manager downshifts the mode),
@@ -25,7 +26,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from fragrance_ai.llm.breaker_policy import CLOSED, HALF_OPEN, OPEN, CircuitBreakerOpenError
 from fragrance_ai.llm.circuit_breaker import _FAILURE, _SUCCESS, CircuitBreaker
-from fragrance_ai.state.breaker_scripts import ADMIT, RECORD, RECORD_MOVED, RECORD_STATES, VIEW
+from fragrance_ai.state.breaker_scripts import ADMIT, RECORD, RECORD_MOVED, RECORD_STATES, STATE_UNIT, VIEW
 from fragrance_ai.state.link import UNAVAILABLE, RedisLink
 
 __all__ = ["SharedCircuitBreaker"]
@@ -47,13 +48,15 @@ def _text(value: Any) -> str:
 class SharedCircuitBreaker(CircuitBreaker):
     """A CircuitBreaker on the fleet's Redis state (see the module docstring); built by the manager's factory."""
 
-    __slots__ = ("_admit", "_keys", "_link", "_record", "_record_tail", "_seen", "_seen_at", "_view")
+    __slots__ = ("_admit", "_counter", "_keys", "_link", "_record", "_record_tail", "_seen", "_seen_at", "_view")
 
     def __init__(self, *args: Any, link: RedisLink, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._link = link
         tag = "{" + link.key("breaker", self.model) + "}"
-        self._keys = [tag, tag + ":permits"]
+        self._keys = [tag, tag + ":permits", tag + ":n", tag + ":fails"]
+        #: the state counter (breaker_scripts): a success on a closed breaker is ``INCR`` of it
+        self._counter = tag + ":n"
         self._admit = link.script(ADMIT)
         self._record = link.script(RECORD)
         self._view = link.script(VIEW)
@@ -129,6 +132,14 @@ class SharedCircuitBreaker(CircuitBreaker):
                 self.failures_total += 1
         link = self._link
         asked = self._clock()
+        if token == -1 and outcome == _SUCCESS:
+            # the common case: one INCR counts the success in the window if the breaker is still closed
+            # (else it is harmless) and answers with the fleet's state; a success never moves the state
+            count = link.command("INCR", self._counter)
+            if count is not UNAVAILABLE:
+                state = _STATES[RECORD_STATES[min(int(count) // STATE_UNIT, 2)]]
+                self._seen, self._seen_at = state, asked
+            return
         # admitted on a closed view (token -1): the outcome belongs to whatever generation is current, as
         # long as it is still closed (RECORD checks the state); one script reads and writes atomically
         args: list[str | float] = [link.now_arg(), "cur" if token == -1 else token, outcome, call_id, *self._record_tail]
@@ -155,7 +166,7 @@ class SharedCircuitBreaker(CircuitBreaker):
         link = self._link
         asked = self._clock()
         keys = self._keys
-        args: list[str | float] = [link.now_arg(), self.timeout]
+        args: list[str | float] = [link.now_arg(), self.timeout, self.window_size]
         reply = link.eval(self._view, keys, args)
         if reply is UNAVAILABLE:
             return None

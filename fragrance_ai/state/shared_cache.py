@@ -42,6 +42,21 @@ end
 local now = now_s(ARGV[1])
 """
 
+#: KEYS: value, lru, lru sequence; ARGV: key, now -> the payload of a fresh entry (marked most recently used),
+#: else nil (then ``_GET`` decides: expired, lead, wait). The common case, a hit, in three commands: with
+#: Redis's clock (now ``""``) freshness is the entry's Redis TTL, which ``_SET`` makes end no later than
+#: its deadline ``d``; with an injected clock ``d`` is compared to it (Redis's TTL runs on real time).
+_HIT: Final = """
+local p
+if ARGV[2] == '' then p = redis.call('HGET', KEYS[1], 'p') else
+  local v = redis.call('HMGET', KEYS[1], 'p', 'd')
+  if v[1] and tonumber(v[2]) > tonumber(ARGV[2]) then p = v[1] end
+end
+if not p then return false end
+redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[3]), ARGV[1])
+return p
+"""
+
 #: KEYS: value, lru, lease, landed; ARGV: now, key, holder, lease seconds, lead (1: take the lease on a miss),
 #: the leader this caller waited for ('' if none)
 #: -> payload (a hit: one bulk string, the cheapest reply) | {'landed', payload}
@@ -83,7 +98,7 @@ if ARGV[7] ~= '1' then
 end
 local ttl = tonumber(ARGV[5])
 redis.call('HSET', KEYS[1], 'p', ARGV[4], 'd', tostring(now + ttl))
-redis.call('PEXPIRE', KEYS[1], math.ceil(ttl * 1000))
+redis.call('PEXPIRE', KEYS[1], math.max(1, math.floor(ttl * 1000)))
 redis.call('ZADD', KEYS[2], redis.call('INCR', KEYS[2] .. ':seq'), ARGV[2])
 local evicted, expired = 0, 0
 while redis.call('ZCARD', KEYS[2]) > tonumber(ARGV[6]) do
@@ -122,7 +137,9 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
     sets caused, ``coalesced`` lookups that waited for another caller's (any replica's) load.
     """
 
-    __slots__ = ("_asleep", "_cleanup", "_decode", "_encode", "_get", "_lease_seconds", "_link", "_poll", "_set", "_tag")
+    __slots__ = (
+        "_asleep", "_cleanup", "_decode", "_encode", "_get", "_hit", "_lease_seconds", "_link", "_poll", "_set", "_tag"
+    )
 
     def __init__(
         self,
@@ -143,6 +160,7 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
         self._lease_seconds = lease_seconds
         self._poll = poll_interval
         self._tag = "{" + link.key("cache") + "}"
+        self._hit = link.script(_HIT)
         self._get = link.script(_GET)
         self._set = link.script(_SET)
         self._cleanup = link.script(_CLEANUP)
@@ -154,6 +172,13 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
     def _lookup(self, key: str, holder: str, lead: bool, leader: str = "") -> bytes | list[Any] | None:
         """The payload on a hit (bytes), else the script's list (see ``_GET``); None when Redis does not answer."""
         link = self._link
+        if not leader:  # a hit first, in the cheap script; a waiter's poll needs _GET's answer
+            tag = self._tag
+            hit = link.eval(self._hit, [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lru:seq"], [key, link.now_arg()])
+            if hit is UNAVAILABLE:
+                return None
+            if hit is not None:
+                return hit  # type: ignore[no-any-return]
         tag = self._tag
         keys = [f"{tag}:v:{key}", f"{tag}:lru", f"{tag}:lease:{key}", f"{tag}:f:{key}"]
         args: list[str | float] = [link.now_arg(), key, holder, self._lease_seconds, "1" if lead else "0", leader]
@@ -226,6 +251,7 @@ class SharedLRUCache(LRUCacheWithTTL[K, V]):
             return self._decode(reply.decode())
         with self._lock:
             self.misses += 1
+            self.expirations += int(_text(reply[0]) == "expired")  # as the in-process cache counts it
         return default
 
     def set(self, key: K, value: V) -> None:

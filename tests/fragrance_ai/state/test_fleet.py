@@ -17,7 +17,7 @@ import pytest
 from fragrance_ai.clock import VirtualClock
 from fragrance_ai.config_loader import Config, default_config_path, load_config
 from pytest_guards import FaultyLLM, GuardHarness, open_harness
-from pytest_guards.faults import http_error, valid
+from pytest_guards.faults import http_error, invalid_json, valid
 from pytest_guards.network import RedisServer
 
 pytestmark = pytest.mark.network
@@ -85,6 +85,19 @@ async def test_concurrent_misses_on_two_replicas_make_one_model_pass(replicas: l
     assert [a.status_code for a in answers] == [200] * 4
     assert faulty.call_count("qwen") == 1, "one pass over the models for the whole fleet"
     assert sorted(a.json()["source"] for a in answers) == ["cache", "cache", "cache", "model"]
+
+
+async def test_a_waiter_on_another_replica_reports_the_models_its_leader_tried(
+    replicas: list[GuardHarness], faulty: FaultyLLM
+) -> None:
+    for model in MODELS:
+        faulty.set(model, invalid_json().after(0.5))
+    one, two = replicas
+    answers = await asyncio.gather(one.post_brief("smoke and snow"), two.post_brief("smoke and snow"))
+    bodies = [a.json() for a in answers]
+    assert [b["source"] for b in bodies] == ["fallback", "fallback"]
+    tried = [[t["model"] for t in b["models_tried"]] for b in bodies]
+    assert tried[0] == tried[1] != [], "the waiter got the leader's models_tried through Redis, not an empty list"
 
 
 async def test_one_replicas_failures_open_qwen_for_the_other_and_downshift_the_fleet(

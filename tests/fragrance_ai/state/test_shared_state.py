@@ -71,8 +71,8 @@ def ok() -> str:
     return "ok"
 
 
-def open_it(breaker: SharedCircuitBreaker) -> None:
-    for _ in range(4):
+def open_it(breaker: SharedCircuitBreaker, failures: int = 4) -> None:
+    for _ in range(failures):
         with pytest.raises(ConnectionError):
             breaker.call(fail)
 
@@ -184,7 +184,7 @@ def test_a_closed_call_costs_one_round_trip(fleet: Fleet, redis_server: RedisSer
     client.execute_command = counting  # type: ignore[method-assign]
     for _ in range(10):
         breaker.call(ok)
-    assert sent == ["EVALSHA"] * 10, "one script per call, nothing before it"
+    assert sent == ["INCR"] * 10, "one plain INCR per successful call, nothing before it"
 
 
 def test_a_flushed_script_cache_is_reloaded_and_the_call_still_counts(fleet: Fleet) -> None:
@@ -228,3 +228,65 @@ def test_redis_lost_serves_on_local_state_and_recovers(fleet: Fleet, redis_serve
     assert fleet.links[1].recoveries_total == 1
     open_it(one)
     assert two.state == OPEN, "after recovery the replicas share state again"
+
+
+# ------------------------------------------------------------------------------ the state counter (INCR successes)
+
+
+def test_a_success_is_one_incr_whose_reply_tells_the_replica_the_fleet_opened(fleet: Fleet) -> None:
+    one, two = fleet.breaker(), fleet.breaker()
+    assert two.call(ok) == "ok"  # two now sees the fleet closed: its next call asks nothing first
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
+    assert two.call(ok) == "ok", "admitted on two's closed view, as before: no round trip before a closed call"
+    assert two._seen == OPEN, "the INCR's reply carried the fleet's open state"
+    with pytest.raises(CircuitBreakerOpenError):
+        two.call(ok)
+    assert (two.window_calls, two.failure_rate) == (4, 0.75), "the window that opened it, not the late success"
+
+
+def test_successes_slide_failures_out_of_the_fleets_window(fleet: Fleet) -> None:
+    one, two = fleet.breaker(), fleet.breaker()
+    for replica in (one, two):
+        with pytest.raises(ConnectionError):
+            replica.call(fail)
+    for _ in range(4):
+        one.call(ok)  # window_size 4: both failures have slid out
+    assert (two.window_calls, two.failure_rate) == (4, 0.0)
+    for replica in (one, two):
+        with pytest.raises(ConnectionError):
+            replica.call(fail)
+    assert two.state == CLOSED, "2 failures of the last 4 calls: 50% is not above the 50% threshold"
+    with pytest.raises(ConnectionError):
+        one.call(fail)
+    assert two.state == OPEN
+
+
+def test_a_success_landing_on_an_open_breaker_does_not_count_after_it_closes(fleet: Fleet) -> None:
+    one, late = fleet.breaker(), fleet.breaker()
+    late.call(ok)
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
+    late.call(ok)  # admitted on a stale closed view: its INCR lands on the open breaker
+    fleet.clock.advance(60)
+    one.call(ok)
+    one.call(ok)  # two successful trials close it
+    assert one.state == CLOSED
+    assert (late.window_calls, late.failure_rate) == (0, 0.0), "a closed breaker starts with an empty window"
+    assert late.call(ok) == "ok"
+    assert one.window_calls == 1
+
+
+def test_closing_rewrites_the_state_counter_so_a_stale_success_is_gone(fleet: Fleet) -> None:
+    """The counter's state part is what keeps a stale INCR out of the next window (see breaker_scripts)."""
+    one, late = fleet.breaker(), fleet.breaker()
+    late.call(ok)
+    open_it(one, 3)  # with the success before: 3 failures of 4 calls
+    counter = late._counter
+    before = int(fleet.links[1].client.get(counter) or 0)
+    late.call(ok)
+    after = int(fleet.links[1].client.get(counter) or 0)
+    assert after == before + 1, "the INCR landed"
+    assert after // (1 << 40) == 1, "above the open state's unit: the counter still reads open"
+    fleet.clock.advance(60)
+    one.call(ok)
+    one.call(ok)
+    assert int(fleet.links[1].client.get(counter) or 0) == 0, "closing rewrote the counter: the stale success is gone"
