@@ -58,6 +58,16 @@ def test_embedded_default_is_safe_to_promote_one_line_per_scenario(tmp_path: Pat
     assert len(html.encode("utf-8")) < 1_000_000, "the whole suite's HTML report stays under 1 MB"
 
 
+def test_the_fleet_config_is_safe_to_promote_on_redis() -> None:
+    """Issue 13's promise: the whole checklist, the fleet and Redis network scenarios too, on the Redis backend."""
+    result = verify("--config", str(REPO / "configs" / "fleet.yaml"))
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "✓ SAFE TO PROMOTE TO PRODUCTION" in result.stdout
+    assert "  PASS  fleet-half-open-trials-counted-across-replicas" in result.stdout  # replicas: 2, on Redis
+    assert "  PASS  fleet-net-redis-down-serves-local-then-recovers" in result.stdout  # Redis behind Toxiproxy
+    assert "SKIP" not in result.stdout
+
+
 # one key changed in an exact copy of the reference config, each as safe as the checklist or safer
 # (each name starts with its checklist item, the one verify runs for it)
 SAFE_CHANGES = {
