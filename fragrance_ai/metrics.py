@@ -71,6 +71,7 @@ class _BreakerManager(Protocol):
 
 
 class _Modes(Protocol):
+    downshift_requests_total: int
     downshifts_total: int
     upshifts_total: int
 
@@ -167,6 +168,11 @@ def _breaker_metrics(manager: _BreakerManager) -> Iterator[Metric]:
 def _mode_metrics(controller: _Modes, modes: Sequence[str]) -> Iterator[Metric]:
     yield CounterMetricFamily(
         "llm_mode_downshift", "Automatic downshifts of the service mode.", value=controller.downshifts_total
+    )
+    yield CounterMetricFamily(
+        "llm_mode_downshift_requests",
+        "Breaker openings that asked for a downshift, also those that could not move the mode (already fast).",
+        value=controller.downshift_requests_total,
     )
     yield CounterMetricFamily(
         "llm_mode_upshift", "Upshifts of the service mode after a quiet period.", value=controller.upshifts_total

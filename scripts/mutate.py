@@ -5,10 +5,12 @@ of ``pytest_guards/checklist`` as the only test command) generates every mutant;
 a uniform sample per module with a fixed seed (mutmut 3 has no sampling of its own), runs exactly those
 by name, and prints the kill rate per module and every survivor with its file:line and the mutated line.
 Timeouts count as kills (a mutant that hangs a scenario is caught). Mutants named in
-``benchmarks/mutation_equivalents.txt`` (with the reason on the same line) are reported apart as
-judged equivalent, and an adjusted rate is printed beside the raw one.
+``benchmarks/mutation_equivalents.txt`` (``<name> <category>: <why>`` on one line) are reported apart as
+judged harmless, counted per category, and an adjusted rate is printed beside the raw one.
+``--module`` runs one module's share of the same seeded sample (drawn over all six first).
 
     python scripts/mutate.py [--per-module 40] [--seed 18] [--max-children 2] [--json mutants/report.json]
+                             [--module fragrance_ai/llm/guards.py ...]
 
 What this script must not do: run the unit tests (the point is what the scenarios alone catch), or
 keep results between runs (``mutants/`` is rebuilt, so the figures are always of the current code).
@@ -76,6 +78,12 @@ def _names(module: str) -> dict[str, int | None]:
     return codes
 
 
+def _module_of(name: str) -> str:
+    """``fragrance_ai.llm.guards.xǁ...__mutmut_3`` -> ``fragrance_ai/llm/guards.py``."""
+    dotted = name.split(".x_")[0].split(".xǁ")[0]
+    return dotted.replace(".", "/") + ".py"
+
+
 def _function_lines(module: str) -> dict[str, tuple[int, int]]:
     """``Class.method`` / ``function`` -> (first line, last line) in the original file."""
     tree = ast.parse((ROOT / module).read_text())
@@ -130,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=ROOT / "mutants" / "scenario-mutation-report.json")
     parser.add_argument("--keep", action="store_true", help="reuse mutants/ (only when nothing changed since)")
     parser.add_argument("--report-only", action="store_true", help="report the sample's results in mutants/ as they stand")
+    parser.add_argument("--module", action="append", choices=MODULES, metavar="PATH",
+                        help="run and report only this module's share of the sample (repeatable); the sample is "
+                             "drawn over all six first, so the mutants are the same as in a full run")
     args = parser.parse_args(argv)
     started = time.monotonic()
     if not args.keep and not args.report_only:
@@ -144,11 +155,13 @@ def main(argv: list[str] | None = None) -> int:
         names = sorted(_names(module))
         totals[module] = len(names)
         sample += rng.sample(names, min(args.per_module, len(names)))
+    if args.module:
+        sample = [name for name in sample if _module_of(name) in args.module]
     print(f"running {len(sample)} of {sum(totals.values())} mutants (seed {args.seed}, {args.per_module} per module)", flush=True)
     if not args.report_only:
         _mutmut("run", "--max-children", str(args.max_children), *sample, quiet=True)
     chosen = set(sample)
-    mutants = [Mutant(n, m, c) for m in MODULES for n, c in _names(m).items() if n in chosen]
+    mutants = [Mutant(n, m, c) for m in (args.module or MODULES) for n, c in _names(m).items() if n in chosen]
     return _report(mutants, totals, args, time.monotonic() - started)
 
 
@@ -156,7 +169,7 @@ def _report(mutants: list[Mutant], totals: dict[str, int], args: argparse.Namesp
     equivalents = _equivalents()
     rows = []
     print(f"\n{'module':<34} {'sampled':>7} {'killed':>6} {'rate':>6} {'equiv.':>6} {'adjusted':>8}")
-    for module in MODULES:
+    for module in args.module or MODULES:
         mine = [m for m in mutants if m.module == module]
         killed = sum(m.killed for m in mine)
         equivalent = sum(1 for m in mine if not m.killed and m.name in equivalents)
@@ -169,24 +182,34 @@ def _report(mutants: list[Mutant], totals: dict[str, int], args: argparse.Namesp
     equivalent = sum(1 for m in mutants if not m.killed and m.name in equivalents)
     rate = killed / len(mutants) if mutants else 0.0
     adjusted = killed / (len(mutants) - equivalent) if len(mutants) > equivalent else 0.0
-    print(f"{'all six':<34} {len(mutants):>7} {killed:>6} {rate:>6.0%} {equivalent:>6} {adjusted:>8.0%}")
+    label = "all six" if not args.module else "together"
+    print(f"{label:<34} {len(mutants):>7} {killed:>6} {rate:>6.0%} {equivalent:>6} {adjusted:>8.0%}")
+    kinds: dict[str, int] = {}
+    for m in mutants:
+        if not m.killed and m.name in equivalents:
+            kind = equivalents[m.name].split(":", 1)[0]
+            kinds[kind] = kinds.get(kind, 0) + 1
+    if kinds:
+        print(f"judged harmless: {equivalent} ({', '.join(f'{k} {n}' for k, n in sorted(kinds.items()))}; "
+              f"{EQUIVALENTS.relative_to(ROOT)} says why)")
     unchecked = sum(1 for m in mutants if m.code is None)
     if unchecked:
         print(f"({unchecked} sampled mutants not checked yet: the run was stopped; they count as survivors above)")
     print(f"\nwall time {wall / 60:.1f} min (--max-children {args.max_children}; the machine may be shared)")
     survivors = []
     print("\nsurvivors:")
-    for module in MODULES:
+    for module in args.module or MODULES:
         lines = _function_lines(module)
         for m in sorted((m for m in mutants if m.module == module and not m.killed), key=lambda m: m.name):
             number, text = _where(m, lines)
-            note = f"  [equivalent: {equivalents[m.name]}]" if m.name in equivalents else ""
+            note = f"  [judged {equivalents[m.name]}]" if m.name in equivalents else ""
             print(f"  {module}:{number}  {m.status:<22} {text[:90]}  ({m.name}){note}")
             survivors.append({"name": m.name, "file": module, "line": number, "status": m.status, "mutated": text,
                               "equivalent": equivalents.get(m.name)})
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({"seed": args.seed, "per_module": args.per_module, "wall_seconds": round(wall),
-                                     "rate": rate, "adjusted": adjusted, "modules": rows, "survivors": survivors}, indent=2))
+                                     "rate": rate, "adjusted": adjusted, "harmless_by_kind": kinds, "modules": rows,
+                                     "survivors": survivors}, indent=2))
     print(f"\nreport: {args.json}")
     return 0
 

@@ -40,7 +40,7 @@ def test_every_series_exists_from_start_up(wired: tuple) -> None:  # type: ignor
     for name in (
         "llm_json_parse_failures", "llm_json_retry_count", "llm_json_fallback_used", "llm_json_guard_requests",
         "circuit_breaker_state", "llm_requests", "llm_request_failures", "circuit_breaker_rejected",
-        "llm_mode_downshift", "llm_mode_upshift", "llm_mode_current",
+        "llm_mode_downshift", "llm_mode_downshift_requests", "llm_mode_upshift", "llm_mode_current",
         "cache_hits", "cache_misses", "cache_size", "cache_evictions", "cache_ttl_expirations",
         "llm_health_status", "llm_health_check_duration_seconds", "llm_health_check_failures",
     ):
@@ -89,6 +89,7 @@ def test_counters_are_read_from_the_guards_at_scrape_time(wired: tuple) -> None:
     assert metrics.sample("circuit_breaker_state", {"model": "qwen"}) == 1
     assert metrics.sample("llm_request_failures_total", {"model": "qwen"}) == 10
     assert metrics.sample("llm_mode_downshift_total") == 1
+    assert metrics.sample("llm_mode_downshift_requests_total") == 1
     assert metrics.sample("llm_mode_current", {"mode": "balanced"}) == 1
     clock.advance(60)
     assert metrics.sample("circuit_breaker_state", {"model": "qwen"}) == 2  # half_open, read live

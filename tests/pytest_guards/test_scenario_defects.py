@@ -56,6 +56,8 @@ async def _run(path: Path) -> None:
         async with open_harness(config, clock=clock, llm=llm) as harness:
             for model, script in scenario.given_llm.items():
                 llm.set(model, script)
+            if scenario.given_mode:
+                harness.mode_controller.set_mode(scenario.given_mode)
             timeline = Timeline(lambda: clock.elapsed, kind="virtual", file=str(scenario.file))
             await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, timeline=timeline)
     finally:
@@ -114,6 +116,84 @@ def _upshifts_set_to_one(mp: pytest.MonkeyPatch) -> None:
         return event
 
     mp.setattr(ModeController, "_upshift_locked", upshift)
+
+
+def _downshift_requests_only_when_moved(mp: pytest.MonkeyPatch) -> None:
+    real = ModeController.downshift
+
+    def downshift(self: ModeController, reason: str = "") -> str:
+        old = self.mode
+        new = real(self, reason)
+        if new == old:
+            self.downshift_requests_total -= 1  # a request at fast goes uncounted
+        return new
+
+    mp.setattr(ModeController, "downshift", downshift)
+
+
+def _downshift_requests_set_to_one(mp: pytest.MonkeyPatch) -> None:
+    real = ModeController.downshift
+
+    def downshift(self: ModeController, reason: str = "") -> str:
+        new = real(self, reason)
+        self.downshift_requests_total = 1  # set, not added
+        return new
+
+    mp.setattr(ModeController, "downshift", downshift)
+
+
+def _accepted_at_once_counted_as_one(mp: pytest.MonkeyPatch) -> None:
+    real = JSONHardGuard._accepted
+
+    def accepted(self: JSONHardGuard, run: Any, value: Any) -> Any:
+        result = real(self, run, value)
+        self.requests_total = 1  # set, not added
+        self.retry_histogram[0] += 1  # and the no-re-ask bucket counted twice
+        return result
+
+    mp.setattr(JSONHardGuard, "_accepted", accepted)
+
+
+def _probe_reasks_without_regenerate(mp: pytest.MonkeyPatch) -> None:
+    real = JSONHardGuard.start
+
+    def start(self: JSONHardGuard, schema: Any, fallback: Any = guard_run.MISSING, *, can_reask: bool = True,
+              use_fallback: bool = True) -> Any:
+        return real(self, schema, fallback, can_reask=True, use_fallback=use_fallback)  # even with no regenerate
+
+    mp.setattr(JSONHardGuard, "start", start)
+
+
+def _guard_reads_another_clock(mp: pytest.MonkeyPatch) -> None:
+    real = JSONHardGuard.__init__
+
+    def init(self: JSONHardGuard, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        self._clock = lambda: 0.0  # not the service's clock: no time ever passes for the deadline
+
+    mp.setattr(JSONHardGuard, "__init__", init)
+
+
+def _check_timed_under_no_model(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker._record
+
+    def record(self: LLMHealthChecker, model: str, result: dict[str, Any], elapsed: float | None) -> None:
+        real(self, model, result, None)  # the duration is not observed under the model
+        if elapsed is not None and self._metrics is not None:
+            self._metrics.health_check_duration.labels(model="None").observe(elapsed)
+
+    mp.setattr(LLMHealthChecker, "_record", record)
+
+
+def _failed_flight_breaks_its_waiters(mp: pytest.MonkeyPatch) -> None:
+    real = LRUCacheWithTTL._count_joined
+
+    def count_joined(self: LRUCacheWithTTL[Any, Any], flight: Any, value: Any) -> None:
+        if value is None:  # the loader failed: the waiter's own bookkeeping breaks instead of re-raising its error
+            raise AttributeError("'NoneType' object has no attribute 'stored'")
+        real(self, flight, value)
+
+    mp.setattr(LRUCacheWithTTL, "_count_joined", count_joined)
 
 
 def _parse_failures_first_only(mp: pytest.MonkeyPatch) -> None:
@@ -286,6 +366,13 @@ CASES: list[tuple[str, str, Patch]] = [
     ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _opened_set_to_one),
     ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _requests_start_at_one),
     ("circuit_breaker/mode_counters_count_each", "cb-mode-counters-count-each-shift", _upshifts_set_to_one),
+    ("circuit_breaker/mode_counters_count_each", "cb-mode-counters-count-each-shift", _downshift_requests_set_to_one),
+    ("circuit_breaker/fast_stays_fast", "cb-fast-stays-fast", _downshift_requests_only_when_moved),
+    ("health_check/every_failure_is_unhealthy", "hc-every-failure-kind-is-unhealthy", _probe_reasks_without_regenerate),
+    ("json_guard/deadline_stops_reasks", "jg-deadline-stops-reasks", _guard_reads_another_clock),
+    ("health_check/every_failure_is_unhealthy", "hc-every-failure-kind-is-unhealthy", _check_timed_under_no_model),
+    ("json_guard/fallback_disabled", "jg-fallback-disabled-answers-503", _failed_flight_breaks_its_waiters),
+    ("json_guard/parse_failures_count_each", "jg-parse-failures-count-each-rejection", _accepted_at_once_counted_as_one),
     ("json_guard/parse_failures_count_each", "jg-parse-failures-count-each-rejection", _parse_failures_first_only),
     ("circuit_breaker/half_open_trials_over_time", "cb-half-open-trials-over-time", _trial_frees_two_slots),
     ("circuit_breaker/window_slides", "cb-failures-leave-the-sliding-window", _failures_never_leave_the_window),

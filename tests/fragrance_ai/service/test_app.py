@@ -38,6 +38,7 @@ METRIC_NAMES = (
     "llm_requests_total",
     "llm_request_failures_total",
     "llm_mode_downshift_total",
+    "llm_mode_downshift_requests_total",
     "llm_mode_upshift_total",
     "llm_mode_current",
     "llm_json_parse_failures_total",
