@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from in_process_scenario import run_checklist_scenario  # this directory's helper
 
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
-from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.llm import ensemble as ensemble_module
 from fragrance_ai.llm import guard_run, health_check, json_extract, strict_json
 from fragrance_ai.llm.breaker_policy import FailureRateWindow
@@ -26,43 +26,16 @@ from fragrance_ai.llm.ensemble import LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
-from pytest_guards.clock import GuardClock
-from pytest_guards.faults import FaultyLLM
-from pytest_guards.harness import open_harness
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
-    InProcessTarget,
     ScenarioFailure,
-    Timeline,
-    load_scenario,
-    resolve_scenario,
-    run_scenario,
 )
 
 Patch = Callable[[pytest.MonkeyPatch], None]
 
 
 async def _run(path: Path) -> None:
-    """One checklist scenario against the reference system in this process (as the plugin runs it)."""
-    scenario = load_scenario(path)
-    base = load_config(default_config_path())
-    config = base.with_overrides(scenario.config, source="defect test") if scenario.config else base
-    scenario, problems = resolve_scenario(scenario, config.to_dict())
-    assert not problems
-    clock = GuardClock().start()
-    llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
-    llm.start()
-    try:
-        async with open_harness(config, clock=clock, llm=llm) as harness:
-            for model, script in scenario.given_llm.items():
-                llm.set(model, script)
-            if scenario.given_mode:
-                harness.mode_controller.set_mode(scenario.given_mode)
-            timeline = Timeline(lambda: clock.elapsed, kind="virtual", file=str(scenario.file))
-            await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed, timeline=timeline)
-    finally:
-        llm.stop()
-        clock.stop()
+    await run_checklist_scenario(path)
 
 
 def _fails(path: Path) -> ScenarioFailure:

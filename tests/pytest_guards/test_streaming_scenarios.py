@@ -9,47 +9,25 @@ Everything runs in process on virtual time.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from in_process_scenario import Defect, run_checklist_scenario  # this directory's helper
 
-from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.constants import Purpose
 from fragrance_ai.llm.backends import CompletionResponse, OpenAICompatibleBackend
-from pytest_guards.clock import GuardClock
-from pytest_guards.faults import FaultyLLM
-from pytest_guards.harness import GuardHarness, open_harness
-from pytest_guards.scenarios import CHECKLIST_DIR, InProcessTarget, ScenarioFailure, load_scenario, resolve_scenario, run_scenario
-
-Defect = Callable[[GuardHarness], None]
+from pytest_guards.harness import GuardHarness
+from pytest_guards.scenarios import CHECKLIST_DIR, ScenarioFailure
 
 
 async def run_file(name: str, defect: Defect | None = None) -> ScenarioFailure | None:
     """Run the checklist scenario ``name`` (path under the checklist dir) in process; its failure, or None."""
-    scenario = load_scenario(CHECKLIST_DIR / name)
-    config = load_config(default_config_path())
-    if scenario.config:
-        config = config.with_overrides(scenario.config, source="test")
-    scenario, problems = resolve_scenario(scenario, config.to_dict())
-    assert not problems
-    clock = GuardClock().start()
-    llm = FaultyLLM(config.model_names, asleep=clock.asleep, sleep=clock.sleep)
-    llm.start()
     try:
-        async with open_harness(config, clock=clock, llm=llm) as harness:
-            if defect is not None:
-                defect(harness)
-            for model, script in scenario.given_llm.items():
-                llm.set(model, script)
-            try:
-                await run_scenario(scenario, InProcessTarget(harness), clock_elapsed=lambda: clock.elapsed)
-            except ScenarioFailure as failure:
-                return failure
-    finally:
-        llm.stop()
-        clock.stop()
+        await run_checklist_scenario(CHECKLIST_DIR / name, defect)
+    except ScenarioFailure as failure:
+        return failure
     return None
 
 
