@@ -70,7 +70,7 @@ _STARTED_KEY = pytest.StashKey[float]()
 _LIVE_KEY = pytest.StashKey[tuple[str | None, LiveDependencies, float]]()
 #: a test report's user property marking a scenario this run left out (shown as NOT RUN, not as a skip)
 NOT_RUN_PROPERTY = "guards_not_run"
-#: a live scenario whose waits add up past this many seconds is skipped unless --live-max-wait says more
+#: a live scenario whose waits add up past this many seconds is left out (NOT RUN) unless --live-max-wait says more
 _LIVE_MAX_WAIT = 120.0
 
 _OPTIONS: tuple[tuple[str, str, str, str | None], ...] = (

@@ -73,7 +73,7 @@ class ScenarioFile(pytest.File):
     network: NetworkResources
     #: what a live canary depends on (fake LLM control plane, Toxiproxy) for live fault scenarios
     live_deps: LiveDependencies = LiveDependencies()
-    #: a live scenario whose waits add up past this many seconds is skipped (the run's real-time budget)
+    #: a live scenario whose waits add up past this many seconds is left out, named in the verdict (the run's real-time budget)
     live_max_wait: float = 120.0
 
     #: scenario id -> the file that claimed it first (shared by every file of the session)

@@ -227,7 +227,7 @@ STEP: dict[str, Any] = {
         ),
         _step("llm", _LLM_MAP),
         _step("network", _NETWORK_MAP),
-        # real seconds (toxiproxy and live fault scenarios); a live run skips a scenario whose waits
+        # real seconds (toxiproxy and live fault scenarios); a live run leaves out a scenario whose waits
         # add up past its --live-max-wait
         _step("wait", {"type": "number", "exclusiveMinimum": 0, "maximum": 3600}),
         _step("cache", {"enum": ["cleanup", "clear"]}),
