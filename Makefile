@@ -38,8 +38,9 @@ tools: $(STAMP)
 # (make test TEST_WORKERS=0 runs it in one process; TEST_WORKERS=auto uses every core)
 TEST_WORKERS ?= 2
 
+# --durations: the slowest tests are printed at the end, so a slower suite shows where the time went
 test: $(STAMP) tools lint
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=25
 
 verify: $(STAMP) tools
 	$(BIN)/fragrance-ai verify
