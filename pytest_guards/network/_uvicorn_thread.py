@@ -87,7 +87,9 @@ class UvicornThread:
         """
         if self.thread is not None:
             raise RuntimeError(f"{self.label}: already started; stop() it first")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # proto IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on connections of a socket that says it is TCP;
+        # without it Nagle holds each response body until the client's delayed ACK, 40-44 ms per request
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.bind((HOST, 0))
         except OSError:

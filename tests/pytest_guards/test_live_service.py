@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import socket
+from typing import Any
+
 import httpx
 import pytest
 
 from fragrance_ai.config_loader import Config
 from pytest_guards import FakeLLMServer, LiveService
+from pytest_guards.network import UvicornThread
 
 pytestmark = pytest.mark.network
 
@@ -47,3 +52,29 @@ def test_a_service_that_cannot_start_is_an_error_within_the_timeout(guards_confi
     # uvicorn with lifespan "on" reports an app whose startup raises, and does not start
     with pytest.raises(RuntimeError, match="did not start"):
         LiveService(app=broken_app, start_timeout=5).start()
+
+
+async def _echo_client(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A bare ASGI app answering with the peer address uvicorn saw (so the test can find its connection)."""
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(list(scope["client"])).encode()})
+
+
+def test_its_connections_have_tcp_nodelay() -> None:
+    """The pre-bound socket says it is TCP, so asyncio sets TCP_NODELAY on every accepted connection.
+
+    A socket made with proto 0 leaves Nagle on: uvicorn writes the head and the body apart, and the body
+    waits for the client's delayed ACK, 40-44 ms under every request to the fake LLM server or LiveService.
+    """
+    server = UvicornThread(_echo_client, label="nodelay", lifespan="off")
+    server.start(10.0)  # real-time: a loopback server starting
+    try:
+        with httpx.Client(timeout=10.0) as client:  # keep-alive: the connection stays open for the check
+            peer = client.get(f"http://127.0.0.1:{server.port}/").json()
+            assert server.server is not None
+            transport = server.server.transport_of(peer)
+            assert transport is not None, "the connection the request came on is open"
+            sock = transport.get_extra_info("socket")
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        server.stop(10.0)
