@@ -412,6 +412,22 @@ def _no_usage_counted_as_one(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(LLMEnsemble, "count_tokens", count_tokens)
 
 
+def _cached_health_keeps_its_breaker_state(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.check_model
+    checked: dict[str, Any] = {}
+
+    async def check_model(self: LLMHealthChecker, model: str) -> dict[str, Any]:
+        inferences = self.inferences_total
+        result = await real(self, model)
+        if self.inferences_total > inferences:
+            checked[model] = result["circuit_state"]
+        elif result.get("reason") != "circuit_breaker_open" and model in checked:
+            result = {**result, "circuit_state": checked[model]}  # the state as it was when the result was fresh
+        return result
+
+    mp.setattr(LLMHealthChecker, "check_model", check_model)
+
+
 CASES: list[tuple[str, str, Patch]] = [
     ("cache/expirations_count_each", "cache-every-expiry-counted-once", _expirations_set_to_one),
     ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _opened_set_to_one),
@@ -448,6 +464,8 @@ CASES: list[tuple[str, str, Patch]] = [
     ("circuit_breaker/open_period_stable_close", "cb-open-period-stable-close-counts-from-the-close",
      _stable_close_counted_from_half_open),
     ("circuit_breaker/disabled_never_opens", "cb-disabled-breakers-never-open", _breakers_enabled_regardless),
+    ("health_check/cached_result_live_breaker", "hc-cached-result-reads-the-breaker-live",
+     _cached_health_keeps_its_breaker_state),
     ("json_guard/empty_answer_tokens", "jg-empty-answer-costs-only-its-prompt", _no_usage_counted_as_one),
 ]
 
