@@ -2,7 +2,7 @@
 # make verify  set everything up and run the checklist verification against the embedded service
 # make bench   run the benchmarks against their anchors and print the ratios
 # make mutate  mutation benchmark: how many sampled mutants of the six guard modules the scenarios ALONE kill
-#              (installs mutmut 3 into .venv; not part of make test; ~30-45 min on 2 shared cores)
+#              (installs mutmut 3 into .venv; not part of make test; 12-40 min on 2 shared cores, by load)
 # make load    the hostile HTTP corpus against `fragrance-ai serve` on loopback (bounded: 3 rounds, 300 s), then
 #              10,000 briefs x 2 rounds at concurrency 50 with 20% random 503s per model (bounded: 3000 s)
 # make tools   install promtool, toxiproxy-server and redis-server into .tools/bin (make test does it; fragrance-ai install-tools),

@@ -20,12 +20,14 @@ from in_process_scenario import run_checklist_scenario  # this directory's helpe
 from fragrance_ai.cache.lru_cache import LRUCacheWithTTL
 from fragrance_ai.llm import ensemble as ensemble_module
 from fragrance_ai.llm import guard_run, health_check, json_extract, strict_json
+from fragrance_ai.llm.backends.base import CompletionResponse
 from fragrance_ai.llm.breaker_policy import FailureRateWindow
-from fragrance_ai.llm.circuit_breaker import HALF_OPEN, CircuitBreaker
+from fragrance_ai.llm.circuit_breaker import CLOSED, HALF_OPEN, CircuitBreaker
 from fragrance_ai.llm.ensemble import LLMEnsemble
 from fragrance_ai.llm.guards import JSONHardGuard
 from fragrance_ai.llm.health_check import LLMHealthChecker
 from fragrance_ai.llm.mode_controller import ModeController
+from fragrance_ai.llm.panic import PanicRule
 from pytest_guards.scenarios import (
     CHECKLIST_DIR,
     ScenarioFailure,
@@ -334,6 +336,98 @@ def _max_size_plus_one(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(LRUCacheWithTTL, "__init__", init)
 
 
+def _panic_outcome_misspelled(mp: pytest.MonkeyPatch) -> None:
+    real = LLMEnsemble._panic_trial
+
+    async def panic_trial(self: LLMEnsemble, *args: Any) -> Any:
+        outcome, result, judged = await real(self, *args)
+        return outcome.upper(), result, judged  # "INVALID_RESPONSE": not a code models_tried knows
+
+    mp.setattr(LLMEnsemble, "_panic_trial", panic_trial)
+
+
+def _panic_brief_without_its_attempts(mp: pytest.MonkeyPatch) -> None:
+    real = LLMEnsemble._from_models
+
+    async def from_models(self: LLMEnsemble, prompt: str, mode: str) -> Any:
+        result = await real(self, prompt, mode)
+        if result.source == "model" and result.tried and result.tried[0].outcome == "skipped_open":
+            return dataclasses.replace(result, tried=())  # a panic trial's brief reports no models tried
+        return result
+
+    mp.setattr(LLMEnsemble, "_from_models", from_models)
+
+
+def _failed_panic_trial_uncounted(mp: pytest.MonkeyPatch) -> None:
+    real = PanicRule.record
+
+    def record(self: PanicRule, model: str, ok: bool) -> None:
+        if ok:
+            real(self, model, ok)
+
+    mp.setattr(PanicRule, "record", record)
+
+
+def _slow_from_exactly_the_duration(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker.__init__
+
+    def init(self: CircuitBreaker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **kwargs)
+        if self.slow_call_duration:
+            self.slow_call_duration -= 1e-9  # ">=" instead of ">": a call of exactly the duration is slow
+
+    mp.setattr(CircuitBreaker, "__init__", init)
+
+
+def _stable_close_counted_from_half_open(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker._transition_locked
+
+    def transition(self: CircuitBreaker, new: str) -> tuple[str, str]:
+        stamp = self._period.closed_at
+        event = real(self, new)
+        if new == HALF_OPEN:
+            self._period.closed_at = self._clock()  # the "close" is dated when the breaker went half-open
+        elif new == CLOSED:
+            self._period.closed_at = stamp  # and the real close does not move it
+        return event
+
+    mp.setattr(CircuitBreaker, "_transition_locked", transition)
+
+
+def _breakers_enabled_regardless(mp: pytest.MonkeyPatch) -> None:
+    real = CircuitBreaker.__init__
+
+    def init(self: CircuitBreaker, *args: Any, **kwargs: Any) -> None:
+        real(self, *args, **{**kwargs, "enabled": True})  # circuit_breaker.enabled not passed on
+
+    mp.setattr(CircuitBreaker, "__init__", init)
+
+
+def _no_usage_counted_as_one(mp: pytest.MonkeyPatch) -> None:
+    real = LLMEnsemble.count_tokens
+
+    def count_tokens(self: LLMEnsemble, model: str, purpose: Any, response: CompletionResponse) -> None:
+        real(self, model, purpose, dataclasses.replace(response, completion_tokens=response.completion_tokens or 1))
+
+    mp.setattr(LLMEnsemble, "count_tokens", count_tokens)
+
+
+def _cached_health_keeps_its_breaker_state(mp: pytest.MonkeyPatch) -> None:
+    real = LLMHealthChecker.check_model
+    checked: dict[str, Any] = {}
+
+    async def check_model(self: LLMHealthChecker, model: str) -> dict[str, Any]:
+        inferences = self.inferences_total
+        result = await real(self, model)
+        if self.inferences_total > inferences:
+            checked[model] = result["circuit_state"]
+        elif result.get("reason") != "circuit_breaker_open" and model in checked:
+            result = {**result, "circuit_state": checked[model]}  # the state as it was when the result was fresh
+        return result
+
+    mp.setattr(LLMHealthChecker, "check_model", check_model)
+
+
 CASES: list[tuple[str, str, Patch]] = [
     ("cache/expirations_count_each", "cache-every-expiry-counted-once", _expirations_set_to_one),
     ("circuit_breaker/counters_count_every_event", "cb-counters-count-every-event", _opened_set_to_one),
@@ -363,6 +457,16 @@ CASES: list[tuple[str, str, Patch]] = [
     ("cache/max_size_one", "cache-max-size-one", _max_size_plus_one),
     ("health_check/open_breaker_details", "hc-open-breaker-says-when-to-retry", _retry_after_whole_seconds),
     ("circuit_breaker/guards_shows_the_upshift_countdown", "cb-guards-shows-the-upshift-countdown", _countdown_never_runs),
+    ("circuit_breaker/panic_trial_reported", "cb-panic-trial-reported-in-the-brief", _panic_outcome_misspelled),
+    ("circuit_breaker/panic_trial_reported", "cb-panic-trial-reported-in-the-brief", _panic_brief_without_its_attempts),
+    ("circuit_breaker/panic_trial_reported", "cb-panic-trial-reported-in-the-brief", _failed_panic_trial_uncounted),
+    ("circuit_breaker/slow_call_boundary", "cb-slow-call-boundary", _slow_from_exactly_the_duration),
+    ("circuit_breaker/open_period_stable_close", "cb-open-period-stable-close-counts-from-the-close",
+     _stable_close_counted_from_half_open),
+    ("circuit_breaker/disabled_never_opens", "cb-disabled-breakers-never-open", _breakers_enabled_regardless),
+    ("health_check/cached_result_live_breaker", "hc-cached-result-reads-the-breaker-live",
+     _cached_health_keeps_its_breaker_state),
+    ("json_guard/empty_answer_tokens", "jg-empty-answer-costs-only-its-prompt", _no_usage_counted_as_one),
 ]
 
 
