@@ -109,9 +109,13 @@ def test_two_workers_share_the_load_a_killed_one_is_restarted_and_sigterm_stops_
         assert process.poll() is None, process.communicate(timeout=STOP_BOUND_S)
         workers = wait_until(lambda: two_workers(process.pid), "two workers ran")
 
-        pids = served_by(port)
+        pids: Counter[int] = Counter()
+        for _ in range(3):  # the kernel hashes each connection: all 12 to one worker has odds 1 in 2,048 per round
+            pids += served_by(port)
+            if len(pids) == 2:
+                break
         assert set(pids) == workers, f"requests per worker pid: {dict(pids)}; workers {workers}"  # both served
-        assert sum(pids.values()) == CONNECTIONS * REQUESTS_PER_CONNECTION
+        assert sum(pids.values()) % (CONNECTIONS * REQUESTS_PER_CONNECTION) == 0
 
         killed = min(workers)
         os.kill(killed, signal.SIGKILL)
