@@ -9,8 +9,10 @@ Each row starts uvicorn servers in subprocesses (``bench_apps`` factories), wait
     the command (goal >= 1.7 on two cores); on a 2-core machine hey takes a share of the same cores, so the
     same row also reports what does not depend on free cores: requests served per CPU-second of the
     server's processes (supervisor and workers, from /proc), 2 workers / 1 (goal >= 0.85, i.e. 1.7 / 2: a
-    second worker costs no more CPU per request than the first). A ``#`` line after them shows how the
-    two workers split the work: CPU seconds per process, hey's own CPU, connections per worker;
+    second worker costs no more CPU per request than the first). Both servers run side by side and the hey
+    runs alternate between them (best of WORKER_ROUNDS each), so both see the same background load; ``#``
+    lines show the paired ratios per round and how each server takes one more run: CPU seconds per
+    process, connections per worker, hey's own CPU, the rest of the machine's;
   * p99 latency of the full path at a fixed offered load (ratio = p99 / 100 ms budget, informative).
 Skipped, saying why, when hey is not installed (``scripts/install_hey.sh``, which ``make bench`` runs).
 """
@@ -29,7 +31,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,8 @@ HEY = ROOT / ".tools" / "bin" / "hey"
 #: ``fragrance-ai serve``'s config for the full path: the reference with the cache off
 FULL_PATH_CONFIG = "cache:\n  enabled: false\n"
 SAMPLE_S = 0.25
+#: alternating hey runs per server in the --workers rows
+WORKER_ROUNDS = 5
 BODY = json.dumps({"prompt": "a fresh summer citrus scent for the office"})
 QUICK_NUMBER = 300
 CONCURRENCY = 32
@@ -91,6 +95,23 @@ def _machine_cpu() -> tuple[float, float]:
         return 0.0, 0.0
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in first[1:9])
     return (user + nice + system + irq + softirq) / tick, steal / tick
+
+
+def _switches(pids: Sequence[int]) -> tuple[int, int]:
+    """(voluntary, involuntary) context switches so far of ``pids`` and all their threads (Linux /proc)."""
+    voluntary = involuntary = 0
+    for pid in pids:
+        for status in Path(f"/proc/{pid}/task").glob("*/status"):
+            try:
+                text = status.read_text()
+            except OSError:  # ended while we looked
+                continue
+            for line in text.splitlines():
+                if line.startswith("voluntary_ctxt_switches:"):
+                    voluntary += int(line.split()[1])
+                elif line.startswith("nonvoluntary_ctxt_switches:"):
+                    involuntary += int(line.split()[1])
+    return voluntary, involuntary
 
 
 def _connections(port: int, pids: Sequence[int]) -> dict[int, int]:
@@ -201,55 +222,40 @@ def _hey(url: str, number: int, *, rate: int = 0) -> dict[str, float]:
     return _hey_report(out)
 
 
-def _rps(factory: str, number: int, workers: int = 1, *, config: Path | None = None) -> float:
-    with _server(factory, workers, config=config) as url:
+def _rps(factory: str, number: int, workers: int = 1) -> float:
+    with _server(factory, workers) as url:
         _hey(url, max(number // 10, 2 * CONCURRENCY))  # warm-up
         return max(_hey(url, number)["rps"] for _ in range(3))
 
 
-def _per_cpu(factory: str, number: int, workers: int, *, config: Path | None = None) -> float:
-    """Requests served per CPU-second of the server's process tree (best of 3 hey runs): throughput per core."""
-    pids: list[int] = []
-    best = 0.0
-    with _server(factory, workers, pids, config=config) as url:
-        _hey(url, max(number // 10, 2 * CONCURRENCY))  # warm-up
-        for _ in range(3):
-            before = _tree_cpu_seconds(pids[0])
-            _hey(url, number)
-            used = _tree_cpu_seconds(pids[0]) - before
-            if used > 0:
-                best = max(best, number / used)
-    return best
-
-
-def split(number: int, workers: int, config: Path) -> str:
-    """How ``serve --workers N`` shares one hey run: CPU seconds per process, hey's CPU, connections per worker."""
-    pids: list[int] = []
-    with _server("serve", workers, pids, config=config) as url:
-        _hey(url, max(number // 10, 2 * CONCURRENCY))  # warm-up
-        port = int(url.split(":")[2].split("/")[0])
-        stats = _proc_stats()
-        tree = _tree(pids[0], stats)
-        before = {pid: stats.get(pid, (0, 0.0))[1] for pid in tree}
-        hey_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        machine_before = _machine_cpu()
-        started = time.monotonic()
-        hey = subprocess.Popen(_hey_command(url, number), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        connections: dict[int, int] = {}
-        while hey.poll() is None and time.monotonic() - started < HEY_TIMEOUT_S:  # bounded by HEY_TIMEOUT_S
-            sample = _connections(port, tree)
-            if sum(sample.values()) > sum(connections.values()):
-                connections = sample
-            time.sleep(SAMPLE_S)  # real time: sampling a real run
-        out, _ = hey.communicate(timeout=HEY_TIMEOUT_S)
-        wall = time.monotonic() - started
-        machine_after = _machine_cpu()
-        hey_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        stats = _proc_stats()
+def split(url: str, root: int, number: int, workers: int) -> str:
+    """How the server at ``url`` (process tree ``root``) takes one hey run: CPU seconds per process, connections
+    per worker, hey's own CPU, the rest of the machine's and the host's steal."""
+    port = int(url.split(":")[2].split("/")[0])
+    stats = _proc_stats()
+    tree = _tree(root, stats)
+    before = {pid: stats.get(pid, (0, 0.0))[1] for pid in tree}
+    hey_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine_before = _machine_cpu()
+    switches_before = _switches(tree)
+    started = time.monotonic()
+    hey = subprocess.Popen(_hey_command(url, number), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    connections: dict[int, int] = {}
+    while hey.poll() is None and time.monotonic() - started < HEY_TIMEOUT_S:  # bounded by HEY_TIMEOUT_S
+        sample = _connections(port, tree)
+        if sum(sample.values()) > sum(connections.values()):
+            connections = sample
+        time.sleep(SAMPLE_S)  # real time: sampling a real run
+    out, _ = hey.communicate(timeout=HEY_TIMEOUT_S)
+    wall = time.monotonic() - started
+    machine_after = _machine_cpu()
+    switches = [after - before for after, before in zip(_switches(tree), switches_before, strict=True)]
+    hey_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stats = _proc_stats()
     rps = _hey_report(out)["rps"]
     cpu = {pid: stats.get(pid, (0, 0.0))[1] - before[pid] for pid in tree}
     hey_cpu = (hey_after.ru_utime + hey_after.ru_stime) - (hey_before.ru_utime + hey_before.ru_stime)
-    parts = [f"{'supervisor' if pid == pids[0] and workers > 1 else 'worker'} {pid}: {cpu[pid]:.2f} s CPU, "
+    parts = [f"{'supervisor' if pid == root and workers > 1 else 'worker'} {pid}: {cpu[pid]:.2f} s CPU, "
              f"{connections.get(pid, 0)} conn" for pid in tree]
     server = sum(cpu.values())
     busy, stolen = (after - before for after, before in zip(machine_after, machine_before, strict=True))
@@ -257,29 +263,49 @@ def split(number: int, workers: int, config: Path) -> str:
     return (f"# serve --workers {workers}: {number} requests in {wall:.2f} s ({rps:.0f} req/s); "
             f"{'; '.join(parts)}; server {server:.2f} s = {server / wall:.2f} cores, hey {hey_cpu:.2f} s = "
             f"{hey_cpu / wall:.2f} cores, everything else {others / wall:.2f} cores, stolen by the host "
-            f"{stolen / wall:.2f} cores; {server / number * 1e3:.2f} ms server CPU per request; "
+            f"{stolen / wall:.2f} cores; {server / number * 1e3:.2f} ms server CPU per request; context switches "
+            f"per request {switches[0] / number:.2f} voluntary, {switches[1] / number:.2f} involuntary; "
             f"load average {os.getloadavg()[0]:.2f}")
+
+
+def _measured(url: str, root: int, number: int) -> tuple[float, float]:
+    """One hey run: (requests per second, requests per CPU-second of the server's process tree)."""
+    before = _tree_cpu_seconds(root)
+    rps = _hey(url, number)["rps"]
+    used = _tree_cpu_seconds(root) - before
+    return rps, number / used if used > 0 else 0.0
+
+
+def workers_rows(n: int, rounds: int = WORKER_ROUNDS) -> list[dict[str, Any]]:
+    """``fragrance-ai serve --workers 2`` vs ``fragrance-ai serve``, full path: throughput and per CPU-second.
+
+    Both servers run side by side (an idle one costs nothing) and the hey runs alternate between them,
+    so both see the same background load; best of ``rounds`` each, the paired ratios printed too.
+    """
+    with _full_path_config() as config, ExitStack() as stack:  # both through `fragrance-ai serve`: the same server
+        roots: dict[int, list[int]] = {1: [], 2: []}
+        urls = {count: stack.enter_context(_server("serve", count, roots[count], config=config)) for count in (1, 2)}
+        for url in urls.values():
+            _hey(url, max(n // 10, 2 * CONCURRENCY))  # warm-up
+        runs: dict[int, list[tuple[float, float]]] = {1: [], 2: []}
+        for _ in range(rounds):
+            for count in (1, 2):
+                runs[count].append(_measured(urls[count], roots[count][0], n))
+        for count in (1, 2):
+            print(split(urls[count], roots[count][0], n, count), flush=True)
+    paired = [f"{two[0] / one[0]:.2f}/{two[1] / one[1]:.2f}" for one, two in zip(runs[1], runs[2], strict=True)]
+    print(f"# serve --workers 2 / 1 per round (throughput/per CPU-s): {', '.join(paired)}", flush=True)
+    best = {count: (max(r[0] for r in runs[count]), max(r[1] for r in runs[count])) for count in (1, 2)}
+    return [
+        _row("serve --workers 2 vs 1, full path", best[2][0], best[1][0], ">= 1.7 (throughput 2 workers / 1)"),
+        _row("serve --workers 2 vs 1, req per server CPU-s", best[2][1], best[1][1],
+             ">= 0.85 (per-core efficiency; 1.7 / 2)"),
+    ]
 
 
 def _row(name: str, ours: float, anchor: float, goal: str) -> dict[str, Any]:
     """Rows carry ns per request (1e9 / rps); ratio is throughput ours / anchor."""
     return {"name": name, "ours_ns": 1e9 / ours, "anchor_ns": 1e9 / anchor, "ratio": ours / anchor, "goal": goal}
-
-
-def workers_rows(n: int) -> list[dict[str, Any]]:
-    """``fragrance-ai serve --workers 2`` vs ``fragrance-ai serve``, full path: throughput and per CPU-second."""
-    with _full_path_config() as config:  # both worker counts through `fragrance-ai serve`: the same server
-        one = _rps("serve", n, 1, config=config)
-        two = _rps("serve", n, 2, config=config)
-        per_cpu_one = _per_cpu("serve", n, 1, config=config)
-        per_cpu_two = _per_cpu("serve", n, 2, config=config)
-        for count in (1, 2):
-            print(split(n, count, config), flush=True)
-    return [
-        _row("serve --workers 2 vs 1, full path", two, one, ">= 1.7 (throughput 2 workers / 1)"),
-        _row("serve --workers 2 vs 1, req per server CPU-s", per_cpu_two, per_cpu_one,
-             ">= 0.85 (per-core efficiency; 1.7 / 2)"),
-    ]
 
 
 def run(number: int | None = None) -> list[dict[str, Any]]:
