@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -173,3 +174,29 @@ def test_a_bad_workers_flag_exits_2_without_a_traceback(value: str, message: str
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(not reuseport_supported(), reason="SO_REUSEPORT is not available on this platform")
+def test_a_workers_connections_get_tcp_nodelay() -> None:
+    """asyncio sets TCP_NODELAY on accepted connections only when the listening socket's proto is TCP; a
+    socket made with proto 0 (as uvicorn's ``--workers`` makes it) leaves Nagle on, and a response written
+    as head + body then waits for the client's delayed ACK: a 40 ms floor under every request."""
+    import asyncio
+
+    async def accepted_nodelay() -> int:
+        listener = worker_module.bind_reuseport("127.0.0.1", 0, listen=True)
+        seen: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_connect(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            sock = writer.get_extra_info("socket")
+            seen.set_result(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connect, sock=listener)
+        async with server:
+            _, writer = await asyncio.open_connection(*listener.getsockname()[:2])
+            value = await asyncio.wait_for(seen, START_BOUND_S)  # real-time: one loopback connect
+            writer.close()
+        return value
+
+    assert asyncio.run(accepted_nodelay()) != 0
