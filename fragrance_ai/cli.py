@@ -6,9 +6,13 @@ Bad input (a broken config, a bad flag) ends in a clear message and exit code 2,
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Final, TextIO
 
@@ -92,32 +96,86 @@ def _annotated_yaml(
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    from fragrance_ai.service.app import create_app
-
     path = find_config_path(args.config)
     config = _load_or_report(path, "cannot start: {count} config error(s) in {path}:", sys.stderr)
     if config is None:
         return 2
+    if args.workers > 1 and args.worker_of is None:
+        from fragrance_ai.service.worker import reuseport_supported
+
+        if reuseport_supported():
+            return _supervise(args, path)
+        print(
+            f"fragrance-ai serve: --workers {args.workers} needs SO_REUSEPORT, which this platform does not offer; "
+            "serving with one process",
+            file=sys.stderr,
+        )
+    from fragrance_ai.service.app import create_app
+
     try:
         app = create_app(config)
     except ValueError as exc:  # a setting the loader accepts but a backend refuses (say, an ftp:// base_url)
         print(f"cannot start with {path}: {exc}", file=sys.stderr)
         return 2
+    if args.worker_of is not None:
+        from fragrance_ai.service.worker import run_worker
+
+        return run_worker(
+            app, args.host, args.port, parent_pid=args.worker_of, log_level=args.log_level, limits=SERVER_LIMITS
+        )
+    import uvicorn
+
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **SERVER_LIMITS)
     return 0
 
 
-def _port(text: str) -> int:
-    """An argparse type: a TCP port number 0-65535 (0 lets the OS pick one)."""
+def _supervise(args: argparse.Namespace, path: Path) -> int:
+    """``serve --workers N``: N worker processes of this command, each on its own SO_REUSEPORT socket."""
+    from fragrance_ai.service.supervisor import Supervisor, popen_spawner
+    from fragrance_ai.service.worker import bind_reuseport
+
+    try:  # held, never listening, for the supervisor's life: learns port 0's pick and keeps the port for restarts
+        reserved = bind_reuseport(args.host, args.port, listen=False)
+    except OSError as exc:
+        print(f"cannot start: cannot bind {args.host}:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    port = reserved.getsockname()[1]
+    level = logging.DEBUG if args.log_level == "trace" else getattr(logging, args.log_level.upper())
+    logging.basicConfig(format="fragrance-ai serve: %(message)s", level=level)
+    command = [sys.executable, "-m", "fragrance_ai.cli", "serve", "--host", args.host, "--port", str(port),
+               "--config", str(path), "--log-level", args.log_level, "--worker-of", str(os.getpid())]
+    supervisor = Supervisor(args.workers, popen_spawner(lambda index: command), clock=time.monotonic, sleep=time.sleep,
+                            stop_timeout=SERVER_LIMITS["timeout_graceful_shutdown"] + 5)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda received, frame: supervisor.request_stop(received))
+    logging.getLogger(__name__).warning(
+        "serving http://%s:%d with %d workers, each on its own SO_REUSEPORT socket", args.host, port, args.workers
+    )
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {text!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port number 0-65535, found {port}")
-    return port
+        return supervisor.run()
+    finally:
+        reserved.close()
+
+
+def _int_in(what: str, low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from ``low`` to ``high``, refused as ``expected WHAT LOW-HIGH, found ...``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what} {low}-{high}, found {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {what} {low}-{high}, found {value}")
+        return value
+
+    return parse
+
+
+#: a TCP port (0 lets the OS pick one)
+_port = _int_in("a port number", 0, 65535)
+#: ``serve --workers``: worker processes
+_workers = _int_in("a number of workers", 1, 64)
 
 
 #: commands of the verification harness (pytest_guards), run as ``python -m pytest_guards ...``: this
@@ -162,6 +220,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port (default: %(default)s)")
     serve.add_argument("--config", help="config file (default: the usual search order)")
     serve.add_argument("--log-level", default="info", choices=LOG_LEVELS, help="uvicorn log level (default: %(default)s)")
+    serve.add_argument(
+        "--workers", type=_workers, default=1,
+        help="worker processes, each with its own SO_REUSEPORT socket on the port, under a supervisor that restarts "
+        "a worker that dies (default: %(default)s)",
+    )
+    serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # internal: run as a worker of this supervisor pid
     serve.set_defaults(func=_serve)
 
     for name, help_text in HARNESS_COMMANDS.items():

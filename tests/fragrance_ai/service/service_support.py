@@ -5,6 +5,9 @@ FaultyLLM, an in-process client, and a backend that blows up. Fixtures built on 
 from __future__ import annotations
 
 import random
+import socket
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -68,3 +71,16 @@ class Exploding:
 
     async def aclose(self) -> None:
         pass
+
+
+def fragrance_ai() -> list[str]:
+    """How to run ``fragrance-ai``: the installed script beside this Python, else ``python -m fragrance_ai.cli``."""
+    script = Path(sys.executable).with_name("fragrance-ai")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "fragrance_ai.cli"]
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port

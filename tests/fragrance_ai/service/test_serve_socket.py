@@ -8,9 +8,7 @@ and marked ``# real-time:``.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from service_support import MODELS, Exploding
+from service_support import MODELS, Exploding, fragrance_ai, free_port
 
 from fragrance_ai.config_loader import default_config_path, load_config
 from fragrance_ai.llm.backends import LLMBackend, SimulatedBackend
@@ -125,12 +123,6 @@ def test_the_pre_promotion_step_refuses_a_degraded_instance() -> None:
 # -------------------------------------------------------------------------------------- the command
 
 
-def fragrance_ai() -> list[str]:
-    """How to run ``fragrance-ai``: the installed script beside this Python, else ``python -m fragrance_ai.cli``."""
-    script = Path(sys.executable).with_name("fragrance-ai")
-    return [str(script)] if script.exists() else [sys.executable, "-m", "fragrance_ai.cli"]
-
-
 def cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*fragrance_ai(), *args], capture_output=True, text=True, timeout=CLI_BOUND_S, **kwargs)
 
@@ -182,13 +174,6 @@ def test_serve_refuses_bad_flags_without_a_traceback(args: tuple[str, ...], mess
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_fragrance_ai_serve_answers_the_health_check() -> None:
