@@ -68,15 +68,27 @@ def _config(fake_port: int) -> str:
     return json.dumps({"llm": {"models": models}})  # JSON is YAML
 
 
+def _chain(exc: BaseException) -> str:
+    """``ReadError <- BrokenResourceError <- ConnectionResetError: [Errno 104] ...``: the exception and its causes."""
+    names: list[str] = []
+    seen: BaseException | None = exc
+    while seen is not None and len(names) < 6:
+        names.append(type(seen).__name__ + (f": {seen}" if str(seen) else ""))
+        seen = seen.__cause__ or seen.__context__
+    return " <- ".join(names)
+
+
 async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict[str, object]:
     latencies: list[float] = []
     statuses: Counter[int] = Counter()
     sources: Counter[str] = Counter()
-    failures: Counter[str] = Counter()  # requests with no answer, by the client's exception
+    failures: Counter[str] = Counter()  # requests with no answer, by the client's exception (and its cause)
+    unanswered_at: list[float] = []  # when, in seconds from the round's start
+    round_started = time.perf_counter()
     queue: asyncio.Queue[int] = asyncio.Queue()
     for i in range(briefs):
         queue.put_nowait(i)
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency, keepalive_expiry=2.0)
 
     async with httpx.AsyncClient(base_url=url, timeout=30, limits=limits) as client:
 
@@ -89,7 +101,8 @@ async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict
                     response = await client.post("/v1/briefs", json=body)
                 except httpx.HTTPError as exc:
                     statuses[0] += 1  # no answer at all
-                    failures[type(exc).__name__] += 1
+                    failures[_chain(exc)] += 1
+                    unanswered_at.append(round(time.perf_counter() - round_started, 1))
                     continue
                 latencies.append(time.perf_counter() - started)
                 statuses[response.status_code] += 1
@@ -115,6 +128,7 @@ async def _round(url: str, round_no: int, briefs: int, concurrency: int) -> dict
         "status_5xx": sum(n for s, n in statuses.items() if s >= 500),
         "no_answer": statuses[0],
         "no_answer_kinds": dict(failures),
+        "no_answer_at_s": unanswered_at,
         "other_non_200": sum(n for s, n in statuses.items() if s not in (0, 200) and s < 500),
     }
 
