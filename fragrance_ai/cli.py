@@ -35,9 +35,10 @@ __all__ = ["main"]
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 #: uvicorn's settings at the HTTP edge of ``serve`` (README, "The service"): h11, whose header limit is
-#: a setting; an idle keep-alive connection closed after 5 s; at most 16 KiB of request line and headers
-#: (a longer head is refused with 400); at most 512 connections and requests at once (then 503); 10 s to
-#: finish requests on shutdown. A body that stalls is the app's BodyLimit's (408 after 10 s).
+#: a setting; an idle keep-alive connection closed after 5 s (``serve --timeout-keep-alive``); at most
+#: 16 KiB of request line and headers (a longer head is refused with 400); at most 512 connections and
+#: requests at once (then 503); 10 s to finish requests on shutdown. A body that stalls is the app's
+#: BodyLimit's (408 after 10 s).
 SERVER_LIMITS: Final[dict[str, Any]] = {
     "http": "h11",
     "timeout_keep_alive": 5,
@@ -117,15 +118,14 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a setting the loader accepts but a backend refuses (say, an ftp:// base_url)
         print(f"cannot start with {path}: {exc}", file=sys.stderr)
         return 2
+    limits = {**SERVER_LIMITS, "timeout_keep_alive": args.timeout_keep_alive}
     if args.worker_of is not None:
         from fragrance_ai.service.worker import run_worker
 
-        return run_worker(
-            app, args.host, args.port, parent_pid=args.worker_of, log_level=args.log_level, limits=SERVER_LIMITS
-        )
+        return run_worker(app, args.host, args.port, parent_pid=args.worker_of, log_level=args.log_level, limits=limits)
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **SERVER_LIMITS)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, **limits)
     return 0
 
 
@@ -143,7 +143,8 @@ def _supervise(args: argparse.Namespace, path: Path) -> int:
     level = logging.DEBUG if args.log_level == "trace" else getattr(logging, args.log_level.upper())
     logging.basicConfig(format="fragrance-ai serve: %(message)s", level=level)
     command = [sys.executable, "-m", "fragrance_ai.cli", "serve", "--host", args.host, "--port", str(port),
-               "--config", str(path), "--log-level", args.log_level, "--worker-of", str(os.getpid())]
+               "--config", str(path), "--log-level", args.log_level, "--timeout-keep-alive", str(args.timeout_keep_alive),
+               "--worker-of", str(os.getpid())]
     supervisor = Supervisor(args.workers, popen_spawner(lambda index: command), clock=time.monotonic, sleep=time.sleep,
                             stop_timeout=SERVER_LIMITS["timeout_graceful_shutdown"] + 5)
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -176,6 +177,8 @@ def _int_in(what: str, low: int, high: int) -> Callable[[str], int]:
 _port = _int_in("a port number", 0, 65535)
 #: ``serve --workers``: worker processes
 _workers = _int_in("a number of workers", 1, 64)
+#: ``serve --timeout-keep-alive``: seconds an idle keep-alive connection is kept
+_keep_alive = _int_in("a number of seconds", 1, 3600)
 
 
 #: commands of the verification harness (pytest_guards), run as ``python -m pytest_guards ...``: this
@@ -224,6 +227,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_workers, default=1,
         help="worker processes, each with its own SO_REUSEPORT socket on the port, under a supervisor that restarts "
         "a worker that dies (default: %(default)s)",
+    )
+    serve.add_argument(
+        "--timeout-keep-alive", type=_keep_alive, default=SERVER_LIMITS["timeout_keep_alive"], metavar="SECONDS",
+        help="close a keep-alive connection idle this long; keep it above the idle timeout of any proxy or client "
+        "pool in front (an AWS ALB: 60), or requests sent as it closes are lost (default: %(default)s)",
     )
     serve.add_argument("--worker-of", type=int, help=argparse.SUPPRESS)  # internal: run as a worker of this supervisor pid
     serve.set_defaults(func=_serve)

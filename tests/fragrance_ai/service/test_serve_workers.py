@@ -200,3 +200,28 @@ def test_a_workers_connections_get_tcp_nodelay() -> None:
         return value
 
     assert asyncio.run(accepted_nodelay()) != 0
+
+
+@pytest.mark.parametrize(("argv", "expected"), [([], 5), (["--timeout-keep-alive", "75"], 75)])
+def test_the_keep_alive_timeout_reaches_uvicorn(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: int
+) -> None:
+    """A proxy that keeps idle upstream connections longer than the service (an AWS ALB: 60 s) loses the
+    requests it sends on a connection the service is closing; ``--timeout-keep-alive`` lets a team go above it."""
+    import uvicorn
+
+    runs: list[dict[str, Any]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: runs.append(kwargs))
+    assert cli.main(["serve", "--port", "0", *argv]) == 0
+    assert runs[0]["timeout_keep_alive"] == expected
+    assert runs[0]["limit_concurrency"] == 512, "the other edge limits stay"
+
+
+@pytest.mark.parametrize("value", ["0", "3601", "5s"])
+def test_a_bad_keep_alive_flag_exits_2_without_a_traceback(value: str) -> None:
+    result = subprocess.run(
+        [*fragrance_ai(), "serve", "--timeout-keep-alive", value], capture_output=True, text=True, timeout=START_BOUND_S
+    )
+    assert result.returncode == 2
+    assert "expected a number of seconds 1-3600" in result.stderr
+    assert "Traceback" not in result.stderr
